@@ -1,0 +1,121 @@
+"""Registry settings: defaults < YAML file < `DOCKYARD_*` environment < command-line flags.
+
+Nested settings use pydantic-settings' `__` delimiter in the environment, e.g.
+`DOCKYARD_STORAGE__BACKEND=s3`, `DOCKYARD_HTTP__LISTEN=0.0.0.0:5000`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Configuration that cannot start a registry; the message is one line for the operator."""
+
+
+class HttpSettings(BaseModel):
+    listen: str = "0.0.0.0:5000"
+    secret: str | None = Field(default=None, description="Shared by replicas; signs upload state")
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, separator, port = value.rpartition(":")
+        if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class S3Settings(BaseModel):
+    bucket: str = ""
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    redirect: bool = True
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    root: Path = Path("./data")
+    s3: S3Settings = S3Settings()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
+
+    http: HttpSettings = HttpSettings()
+    storage: StorageSettings = StorageSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init) win over the environment; the YAML file is merged in `load_settings`.
+        return (init_settings, env_settings)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return document
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid setting {location}: {first['msg']}{more}"
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from the YAML file, the environment and `overrides`, highest last.
+
+    The environment beats the file, and `overrides` (command-line flags) beat both.
+    """
+    file_values = _read_yaml(config_file) if config_file else {}
+    try:
+        from_env = Settings()  # environment only
+        env_values = from_env.model_dump(exclude_unset=True)
+        merged = _merge(_merge(file_values, env_values), overrides or {})
+        settings = Settings.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error)) from None
+    if settings.storage.backend == "s3" and not settings.storage.s3.bucket:
+        raise ConfigError("storage.s3.bucket is required when storage.backend is s3")
+    return settings

@@ -1,0 +1,131 @@
+"""HTTP plumbing shared by every route: error mapping, common headers, request parsing.
+
+The one place where typed `RegistryError`s become the spec's JSON error responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.client_exceptions import ClientPayloadError
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ocispec.digest import Digest, InvalidDigest
+from ocispec.names import InvalidName, validate_repository
+
+from .errors import (
+    BlobUploadInvalid,
+    DigestInvalid,
+    EndpointUnknown,
+    MethodNotAllowed,
+    NameInvalid,
+    PaginationNumberInvalid,
+    RegistryError,
+)
+from .streams import rebuffer
+
+log = logging.getLogger("dockyard.registry")
+
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+API_VERSION = "registry/2.0"
+MAX_PAGE_SIZE = 10_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(request: web.Request, error: RegistryError) -> web.Response:
+    headers = dict(error.headers)
+    if request.method == "HEAD":
+        return web.Response(status=error.status, headers=headers)
+    return web.json_response(error.to_json(), status=error.status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RegistryError as error:
+        return error_response(request, error)
+    except web.HTTPMethodNotAllowed as error:
+        return error_response(
+            request,
+            MethodNotAllowed(f"{request.method} is not allowed on {request.path}", headers={"Allow": error.headers.get("Allow", "")}),
+        )
+    except web.HTTPNotFound:
+        return error_response(request, EndpointUnknown(f"no endpoint at {request.path}"))
+    except (ClientPayloadError, HttpProcessingError) as error:
+        return error_response(request, BlobUploadInvalid(f"request body could not be read: {error}"))
+    except web.HTTPException:
+        raise
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, RegistryError("internal error; see the registry log"))
+
+
+async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[API_VERSION_HEADER] = API_VERSION
+
+
+def repository_name(request: web.Request, key: str = "name") -> str:
+    name = request.match_info[key]
+    try:
+        return validate_repository(name)
+    except InvalidName as error:
+        raise NameInvalid(str(error), detail={"name": name}) from None
+
+
+def parse_name(value: str) -> str:
+    try:
+        return validate_repository(value)
+    except InvalidName as error:
+        raise NameInvalid(str(error), detail={"name": value}) from None
+
+
+def parse_digest(value: str | None, what: str = "digest") -> Digest:
+    if not value:
+        raise DigestInvalid(f"the {what} parameter is required")
+    try:
+        return Digest.parse(value)
+    except InvalidDigest as error:
+        raise DigestInvalid(str(error), detail={what: value}) from None
+
+
+def pagination(request: web.Request) -> tuple[int | None, str | None]:
+    """`n` and `last` of a paginated listing."""
+    raw = request.query.get("n")
+    limit: int | None = None
+    if raw is not None and raw != "":
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise PaginationNumberInvalid(f"n must be a whole number, not {raw!r}") from None
+        if limit < 0 or limit > MAX_PAGE_SIZE:
+            raise PaginationNumberInvalid(f"n must be between 0 and {MAX_PAGE_SIZE}")
+    last = request.query.get("last") or None
+    return limit, last
+
+
+def next_link(path: str, limit: int, last: str) -> str:
+    from urllib.parse import urlencode
+
+    return f'<{path}?{urlencode({"n": limit, "last": last})}>; rel="next"'
+
+
+def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as ~1 MiB chunks, streamed, never buffered whole."""
+    return rebuffer(request.content.iter_any())
+
+
+def content_length(request: web.Request) -> int | None:
+    return request.content_length
+
+
+def empty_response(status: int, headers: dict[str, Any]) -> web.Response:
+    headers = {key: str(value) for key, value in headers.items()}
+    headers["Content-Length"] = "0"
+    return web.Response(status=status, headers=headers)

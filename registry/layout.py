@@ -1,0 +1,69 @@
+"""Storage keys of everything the registry keeps (see `storage_backends.base` for the map).
+
+Every function takes already-validated names, tags and digests, so the keys they build never
+escape their prefix.
+"""
+
+from __future__ import annotations
+
+from ocispec.digest import Digest
+
+
+def blob(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
+
+
+def repository(name: str) -> str:
+    return f"repositories/{name}"
+
+
+def layer_link(name: str, digest: Digest) -> str:
+    return f"repositories/{name}/_layers/{digest.algorithm}/{digest.encoded}"
+
+
+def manifest_revision(name: str, digest: Digest) -> str:
+    return f"repositories/{name}/_manifests/revisions/{digest.algorithm}/{digest.encoded}"
+
+
+def tags_dir(name: str) -> str:
+    return f"repositories/{name}/_manifests/tags"
+
+
+def tag(name: str, tag_name: str) -> str:
+    return f"{tags_dir(name)}/{tag_name}"
+
+
+def referrers_dir(name: str, subject: Digest) -> str:
+    return f"repositories/{name}/_referrers/{subject.algorithm}/{subject.encoded}"
+
+
+def referrer(name: str, subject: Digest, referrer_digest: Digest) -> str:
+    return f"{referrers_dir(name, subject)}/{referrer_digest.algorithm}/{referrer_digest.encoded}"
+
+
+def upload_dir(name: str, upload_id: str) -> str:
+    return f"repositories/{name}/_uploads/{upload_id}"
+
+
+def upload_state(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/state.json"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/data"
+
+
+CATALOG = "catalog"
+
+
+def catalog_entry(name: str) -> str:
+    """A flat marker per repository, so the catalog is one sorted listing of one prefix."""
+    return f"{CATALOG}/{catalog_key(name)}"
+
+
+def catalog_key(name: str) -> str:
+    return name.replace("/", "+")
+
+
+def catalog_name(key: str) -> str:
+    return key.replace("+", "/")

@@ -1,0 +1,210 @@
+"""Manifests of repositories: validated on push, stored byte-exact, tagged, and indexed by subject.
+
+A manifest's bytes are a blob (stored once per digest); the repository keeps a revision link
+holding the media type it was pushed with, tags naming a digest, and for manifests with a
+`subject` a referrer descriptor under that subject, so the referrers API never scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ocispec import mediatypes
+from ocispec.digest import Digest, InvalidDigest
+from ocispec.manifest import ManifestInvalid as ManifestParseError
+from ocispec.manifest import ParsedManifest, parse_manifest
+from ocispec.names import InvalidTag, validate_tag
+from storage_backends import ObjectNotFound, StorageBackend
+
+from . import layout
+from .blobs import Blobs
+from .errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
+from .repositories import Repositories
+
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The `<reference>` of a manifest URL: a tag or a digest."""
+
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        if ":" in text:
+            try:
+                return cls(digest=Digest.parse(text))
+            except InvalidDigest as error:
+                raise DigestInvalid(str(error), detail={"reference": text}) from None
+        try:
+            return cls(tag=validate_tag(text))
+        except InvalidTag as error:
+            raise TagInvalid(str(error), detail={"reference": text}) from None
+
+    def __str__(self) -> str:
+        return self.tag if self.tag is not None else str(self.digest)
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    size: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class PushedManifest:
+    digest: Digest
+    subject: Digest | None
+
+
+class Manifests:
+    def __init__(self, storage: StorageBackend, blobs: Blobs, repositories: Repositories) -> None:
+        self.storage = storage
+        self.blobs = blobs
+        self.repositories = repositories
+
+    # -- push ------------------------------------------------------------------------------
+    async def put(self, name: str, reference: Reference, body: bytes, content_type: str | None) -> PushedManifest:
+        try:
+            parsed = parse_manifest(body, content_type)
+        except ManifestParseError as error:
+            raise ManifestInvalid(str(error)) from None
+        algorithm = reference.digest.algorithm if reference.digest else "sha256"
+        digest = Digest.of_bytes(body, algorithm)
+        if reference.digest is not None and reference.digest != digest:
+            raise DigestInvalid(
+                f"manifest content has digest {digest}, not {reference.digest}",
+                detail={"expected": str(reference.digest), "actual": str(digest)},
+            )
+        await self._require_references(name, parsed)
+
+        blob_key = layout.blob(digest)
+        if not await self.storage.exists(blob_key):
+            await self.storage.put_bytes(blob_key, body)
+        revision = {"mediaType": parsed.media_type, "size": len(body)}
+        await self.storage.put_bytes(layout.manifest_revision(name, digest), json.dumps(revision).encode())
+        await self.blobs.link(name, digest)
+        subject = parsed.subject.parsed_digest if parsed.subject else None
+        if subject is not None:
+            await self.storage.put_bytes(
+                layout.referrer(name, subject, digest), json.dumps(_referrer_descriptor(digest, body, parsed)).encode()
+            )
+        if reference.tag is not None:
+            await self.storage.put_bytes(layout.tag(name, reference.tag), str(digest).encode())
+        return PushedManifest(digest, subject)
+
+    async def _require_references(self, name: str, parsed: ParsedManifest) -> None:
+        blob_checks = [self.blobs.is_linked(name, digest) for digest in parsed.blobs]
+        manifest_checks = [self.storage.exists(layout.manifest_revision(name, digest)) for digest in parsed.manifests]
+        results = await asyncio.gather(*blob_checks, *manifest_checks)
+        wanted = [*parsed.blobs, *parsed.manifests]
+        missing = [str(digest) for digest, present in zip(wanted, results) if not present]
+        if missing:
+            kinds = "blob" if len(parsed.blobs) else "manifest"
+            raise ManifestBlobUnknown(
+                f"manifest references {kinds} {missing[0]} which is not in repository {name!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                detail={"digests": missing},
+            )
+
+    # -- pull ------------------------------------------------------------------------------
+    async def resolve(self, name: str, reference: Reference) -> Digest:
+        if reference.digest is not None:
+            return reference.digest
+        assert reference.tag is not None
+        try:
+            return Digest.parse((await self.storage.get_bytes(layout.tag(name, reference.tag))).decode())
+        except ObjectNotFound:
+            raise ManifestUnknown(
+                f"manifest {name}:{reference.tag} is not known to this registry", detail={"tag": reference.tag}
+            ) from None
+
+    async def get(self, name: str, reference: Reference) -> StoredManifest:
+        digest = await self.resolve(name, reference)
+        try:
+            revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
+            body = await self.storage.get_bytes(layout.blob(digest))
+        except ObjectNotFound:
+            raise ManifestUnknown(
+                f"manifest {name}@{digest} is not known to this registry", detail={"digest": str(digest)}
+            ) from None
+        return StoredManifest(digest, revision["mediaType"], len(body), body)
+
+    # -- delete ----------------------------------------------------------------------------
+    async def delete(self, name: str, reference: Reference) -> None:
+        """By tag: remove only the tag. By digest: remove the manifest, its tags and referrer entry."""
+        if reference.tag is not None:
+            if not await self.storage.delete(layout.tag(name, reference.tag)):
+                raise ManifestUnknown(f"tag {name}:{reference.tag} is not known to this registry")
+            return
+        digest = reference.digest
+        assert digest is not None
+        stored = await self.get(name, reference)
+        await self.storage.delete(layout.manifest_revision(name, digest))
+        await self._untag_all(name, digest)
+        try:
+            parsed = parse_manifest(stored.body, stored.media_type)
+        except ManifestParseError:
+            parsed = None
+        if parsed is not None and parsed.subject is not None:
+            await self.storage.delete(layout.referrer(name, parsed.subject.parsed_digest, digest))
+        await self.storage.delete(layout.layer_link(name, digest))
+
+    async def _untag_all(self, name: str, digest: Digest) -> None:
+        target = str(digest).encode()
+        for tag in await self.storage.list(layout.tags_dir(name)):
+            key = layout.tag(name, tag)
+            try:
+                if await self.storage.get_bytes(key) == target:
+                    await self.storage.delete(key)
+            except ObjectNotFound:
+                continue
+
+    # -- referrers -------------------------------------------------------------------------
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+        directory = layout.referrers_dir(name, subject)
+        keys = [
+            f"{directory}/{algorithm}/{encoded}"
+            for algorithm in await self.storage.list(directory)
+            for encoded in await self.storage.list(f"{directory}/{algorithm}")
+        ]
+        descriptors = await asyncio.gather(*(self._read_json(key) for key in keys))
+        found = [descriptor for descriptor in descriptors if descriptor is not None]
+        if artifact_type is not None:
+            found = [descriptor for descriptor in found if descriptor.get("artifactType") == artifact_type]
+        return found
+
+    async def _read_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(await self.storage.get_bytes(key))
+        except ObjectNotFound:
+            return None
+
+
+def _referrer_descriptor(digest: Digest, body: bytes, parsed: ParsedManifest) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"mediaType": parsed.media_type, "digest": str(digest), "size": len(body)}
+    if parsed.artifact_type:
+        descriptor["artifactType"] = parsed.artifact_type
+    if parsed.annotations:
+        descriptor["annotations"] = parsed.annotations
+    return descriptor
+
+
+def acceptable(media_type: str, accept_headers: list[str]) -> bool:
+    """Whether a client's Accept headers admit `media_type`.
+
+    Clients that list no manifest media type at all (or send none) accept anything, as the
+    reference registry behaves; a client naming manifest types gets one of those or a 404.
+    """
+    offered = [part.split(";", 1)[0].strip().lower() for header in accept_headers for part in header.split(",")]
+    named = [item for item in offered if item in mediatypes.MANIFEST_TYPES]
+    if not named or media_type in offered or "*/*" in offered:
+        return True
+    return media_type in named

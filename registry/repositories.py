@@ -1,0 +1,50 @@
+"""Repositories as a whole: existence, the catalog, and tag listing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage_backends import StorageBackend
+
+from . import layout
+from .errors import NameUnknown
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[str]
+    more: bool
+    """True when entries remain after the last one returned."""
+
+
+class Repositories:
+    def __init__(self, storage: StorageBackend) -> None:
+        self.storage = storage
+
+    async def mark_exists(self, name: str) -> None:
+        entry = layout.catalog_entry(name)
+        if not await self.storage.exists(entry):
+            await self.storage.put_bytes(entry, name.encode())
+
+    async def exists(self, name: str) -> bool:
+        return await self.storage.exists(layout.catalog_entry(name))
+
+    async def require(self, name: str) -> None:
+        if not await self.exists(name):
+            raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name})
+
+    async def catalog(self, limit: int | None, last: str | None) -> Page:
+        start_after = layout.catalog_key(last) if last else None
+        keys = await self.storage.list(layout.CATALOG, start_after=start_after, limit=None if limit is None else limit + 1)
+        return _page([layout.catalog_name(key) for key in keys], limit)
+
+    async def tags(self, name: str, limit: int | None, last: str | None) -> Page:
+        await self.require(name)
+        tags = await self.storage.list(layout.tags_dir(name), start_after=last, limit=None if limit is None else limit + 1)
+        return _page(tags, limit)
+
+
+def _page(items: list[str], limit: int | None) -> Page:
+    if limit is not None and len(items) > limit:
+        return Page(items[:limit], True)
+    return Page(items, False)

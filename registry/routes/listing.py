@@ -1,0 +1,31 @@
+"""Listings: /v2/ (API check), /v2/_catalog and /v2/<name>/tags/list, with n/last pagination."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..http import next_link, pagination, repository_name
+from ..services import services
+
+
+async def api_version(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def catalog(request: web.Request) -> web.Response:
+    limit, last = pagination(request)
+    page = await services(request).repositories.catalog(limit, last)
+    headers = {}
+    if page.more and limit and page.items:
+        headers["Link"] = next_link("/v2/_catalog", limit, page.items[-1])
+    return web.json_response({"repositories": page.items}, headers=headers)
+
+
+async def tags_list(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    limit, last = pagination(request)
+    page = await services(request).repositories.tags(name, limit, last)
+    headers = {}
+    if page.more and limit and page.items:
+        headers["Link"] = next_link(f"/v2/{name}/tags/list", limit, page.items[-1])
+    return web.json_response({"name": name, "tags": page.items}, headers=headers)

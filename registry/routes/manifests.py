@@ -1,0 +1,60 @@
+"""Manifests: /v2/<name>/manifests/<reference> (tag or digest)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import ManifestTooLarge, ManifestUnknown
+from ..http import empty_response, repository_name
+from ..manifests import MAX_MANIFEST_SIZE, Reference, acceptable
+from ..services import services
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    too_large = ManifestTooLarge(f"manifest exceeds the {limit // (1024 * 1024)} MiB limit")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    reference = Reference.parse(request.match_info["reference"])
+    manifest = await services(request).manifests.get(name, reference)
+    if not acceptable(manifest.media_type, request.headers.getall("Accept", [])):
+        raise ManifestUnknown(
+            f"manifest {name}:{reference} is a {manifest.media_type}, which the request's Accept header excludes",
+            detail={"mediaType": manifest.media_type},
+        )
+    headers = {
+        "Content-Type": manifest.media_type,
+        "Docker-Content-Digest": str(manifest.digest),
+        "ETag": f'"{manifest.digest}"',
+        "Content-Length": str(manifest.size),
+    }
+    if request.method == "HEAD":
+        return web.Response(status=200, headers=headers)
+    return web.Response(status=200, body=manifest.body, headers=headers)
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    reference = Reference.parse(request.match_info["reference"])
+    body = await _read_limited(request, MAX_MANIFEST_SIZE)
+    pushed = await services(request).manifests.put(name, reference, body, request.headers.get("Content-Type"))
+    headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": str(pushed.digest)}
+    if pushed.subject is not None:
+        headers["OCI-Subject"] = str(pushed.subject)
+    return empty_response(201, headers)
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    reference = Reference.parse(request.match_info["reference"])
+    await services(request).manifests.delete(name, reference)
+    return empty_response(202, {})

@@ -1,0 +1,20 @@
+"""The referrers API: /v2/<name>/referrers/<digest>[?artifactType=]."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ocispec import mediatypes
+
+from ..http import parse_digest, repository_name
+from ..services import services
+
+
+async def list_referrers(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    subject = parse_digest(request.match_info["digest"])
+    artifact_type = request.query.get("artifactType") or None
+    descriptors = await services(request).manifests.referrers(name, subject, artifact_type)
+    index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": descriptors}
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    return web.json_response(index, headers=headers, content_type=mediatypes.OCI_INDEX)

@@ -1,0 +1,97 @@
+"""Blob uploads: /v2/<name>/blobs/uploads/ and /v2/<name>/blobs/uploads/<id>."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from ..blobs import BlobInfo
+from ..errors import BlobUploadInvalid
+from ..http import empty_response, parse_digest, parse_name, repository_name, request_body
+from ..services import services
+from ..streams import empty
+from ..uploads import UploadStatus, range_headers
+
+CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _created(name: str, blob: BlobInfo) -> web.Response:
+    return empty_response(201, {"Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": str(blob.digest)})
+
+
+def _in_progress(status: UploadStatus, code: int = 202) -> web.Response:
+    return empty_response(code, range_headers(status))
+
+
+def _content_range(request: web.Request) -> tuple[int | None, int | None]:
+    """(start, length) from Content-Range, checked against Content-Length; (None, None) without it."""
+    header = request.headers.get("Content-Range")
+    if header is None:
+        return None, request.content_length
+    match = CONTENT_RANGE.match(header.strip())
+    if not match:
+        raise BlobUploadInvalid(f"malformed Content-Range {header!r}; expected <start>-<end>")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise BlobUploadInvalid(f"Content-Range {header!r} ends before it starts")
+    length = end - start + 1
+    if request.content_length is not None and request.content_length != length:
+        raise BlobUploadInvalid(
+            f"Content-Range {header!r} covers {length} bytes but Content-Length is {request.content_length}"
+        )
+    return start, length
+
+
+async def start_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    registry = services(request)
+    query = request.query
+
+    if "mount" in query:
+        digest = parse_digest(query.get("mount"), "mount")
+        source = parse_name(query["from"]) if query.get("from") else None
+        mounted = await registry.blobs.mount(name, digest, source)
+        if mounted is not None:
+            return _created(name, mounted)
+
+    if "digest" in query:
+        digest = parse_digest(query.get("digest"))
+        blob = await registry.uploads.upload_whole(name, digest, request_body(request), request.content_length)
+        return _created(name, blob)
+
+    return _in_progress(await registry.uploads.start(name))
+
+
+async def upload_status(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    status = await services(request).uploads.status(name, request.match_info["upload_id"])
+    return _in_progress(status, 204)
+
+
+async def upload_chunk(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    start, length = _content_range(request)
+    status = await services(request).uploads.append(
+        name, request.match_info["upload_id"], request_body(request), start=start, length=length
+    )
+    return _in_progress(status)
+
+
+async def finish_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    digest = parse_digest(request.query.get("digest"))
+    upload_id = request.match_info["upload_id"]
+    uploads = services(request).uploads
+    start, length = _content_range(request)
+    body = request_body(request) if request.can_read_body else empty()
+    blob = await uploads.finish(
+        name, upload_id, digest, body, start=start, length=length if request.can_read_body else 0
+    )
+    return _created(name, blob)
+
+
+async def cancel_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    await services(request).uploads.cancel(name, request.match_info["upload_id"])
+    return empty_response(204, {})

@@ -1,0 +1,205 @@
+"""Blob upload sessions: monolithic, chunked, streamed, resumable, and verified while streaming.
+
+A session lives entirely in storage (`_uploads/<id>/state.json` plus an appendable data
+object), so it survives restarts and any replica can continue it. Each PATCH is appended all
+or nothing. The digest is computed while bytes stream in; the running hash is kept in this
+process, keyed by session and offset. When a session continued on another process (or after
+a restart) that state is missing, and completion re-reads the appended bytes once instead.
+Nothing becomes a blob until its digest has been verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Any
+
+from ocispec.digest import Digest
+from storage_backends import ObjectNotFound, StorageBackend
+
+from . import layout
+from .blobs import BlobInfo, Blobs
+from .errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from .streams import LengthMismatch, exactly, hashing
+
+UPLOAD_ID_LENGTH = 32
+# Running hashes kept at most; older sessions fall back to re-reading their bytes.
+MAX_RUNNING_HASHES = 10_000
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    name: str
+    upload_id: str
+    size: int
+    """Bytes received so far."""
+
+
+@dataclass
+class _RunningHash:
+    offset: int
+    hasher: Any
+
+
+class Uploads:
+    def __init__(self, storage: StorageBackend, blobs: Blobs) -> None:
+        self.storage = storage
+        self.blobs = blobs
+        self._hashes: dict[str, _RunningHash] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- sessions --------------------------------------------------------------------------
+    async def start(self, name: str) -> UploadStatus:
+        upload_id = uuid.uuid4().hex
+        state = {"name": name, "id": upload_id, "started": time.time()}
+        await self.storage.put_bytes(layout.upload_state(name, upload_id), json.dumps(state).encode())
+        self._remember(upload_id, _RunningHash(0, hashlib.sha256()))
+        return UploadStatus(name, upload_id, 0)
+
+    async def status(self, name: str, upload_id: str) -> UploadStatus:
+        if len(upload_id) != UPLOAD_ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
+            raise BlobUploadUnknown(f"upload {upload_id!r} is not a valid upload id")
+        if not await self.storage.exists(layout.upload_state(name, upload_id)):
+            raise BlobUploadUnknown(f"no upload {upload_id} in repository {name!r}")
+        size = await self.storage.append_size(layout.upload_data(name, upload_id))
+        return UploadStatus(name, upload_id, size)
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        async with self._lock(upload_id):
+            await self.status(name, upload_id)
+            await self._discard(name, upload_id)
+
+    # -- receiving bytes -----------------------------------------------------------------
+    async def append(
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadStatus:
+        """Append one chunk. With `start` (from Content-Range) it must continue the upload."""
+        async with self._lock(upload_id):
+            status = await self.status(name, upload_id)
+            _check_continues(status, start)
+            size = await self._append(status, body, length)
+            return UploadStatus(name, upload_id, size)
+
+    async def _append(self, status: UploadStatus, body: AsyncIterable[bytes], length: int | None) -> int:
+        running = self._hashes.get(status.upload_id)
+        hasher = running.hasher.copy() if running and running.offset == status.size else None
+        stream: AsyncIterable[bytes] = exactly(body, length)
+        if hasher is not None:
+            stream = hashing(stream, hasher)
+        try:
+            size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream)
+        except LengthMismatch as error:
+            raise SizeInvalid(
+                f"chunk length does not match its Content-Range/Content-Length: {error}",
+                headers=range_headers(status),
+            ) from None
+        if hasher is not None:
+            self._remember(status.upload_id, _RunningHash(size, hasher))
+        else:
+            self._hashes.pop(status.upload_id, None)
+        return size
+
+    async def finish(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> BlobInfo:
+        """Append the last chunk (may be empty), verify the digest and publish the blob."""
+        async with self._lock(upload_id):
+            status = await self.status(name, upload_id)
+            _check_continues(status, start)
+            size = await self._append(status, body, length)
+            actual = await self._digest_of(UploadStatus(name, upload_id, size), digest.algorithm)
+            if actual != digest.encoded:
+                await self._discard(name, upload_id)
+                raise DigestInvalid(
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
+                    detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
+                )
+            data_key = layout.upload_data(name, upload_id)
+            if await self.blobs.is_stored(digest):
+                await self.storage.abort_append(data_key)
+            else:
+                await self.storage.commit_append(data_key, layout.blob(digest))
+            await self.blobs.link(name, digest)
+            await self._discard(name, upload_id)
+            return BlobInfo(digest, size, layout.blob(digest))
+
+    async def upload_whole(self, name: str, digest: Digest, body: AsyncIterable[bytes], length: int | None) -> BlobInfo:
+        """A monolithic upload: one request carries the whole blob."""
+        status = await self.start(name)
+        try:
+            return await self.finish(name, status.upload_id, digest, body, length=length)
+        except BaseException:
+            await self._discard(name, status.upload_id)
+            raise
+
+    # -- internals -------------------------------------------------------------------------
+    async def _digest_of(self, status: UploadStatus, algorithm: str) -> str:
+        running = self._hashes.get(status.upload_id)
+        if algorithm == "sha256" and running is not None and running.offset == status.size:
+            return running.hasher.hexdigest()
+        hasher = hashlib.new(algorithm)
+        try:
+            async for chunk in self.storage.read_appended(layout.upload_data(status.name, status.upload_id)):
+                await asyncio.to_thread(hasher.update, chunk)
+        except ObjectNotFound:
+            pass
+        return hasher.hexdigest()
+
+    async def _discard(self, name: str, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+        await self.storage.abort_append(layout.upload_data(name, upload_id))
+        await self.storage.delete_tree(layout.upload_dir(name, upload_id))
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    def _remember(self, upload_id: str, running: _RunningHash) -> None:
+        self._hashes.pop(upload_id, None)
+        if len(self._hashes) >= MAX_RUNNING_HASHES:
+            self._hashes.pop(next(iter(self._hashes)))
+        self._hashes[upload_id] = running
+
+
+def _check_continues(status: UploadStatus, start: int | None) -> None:
+    if start is not None and start != status.size:
+        raise RangeInvalid(
+            f"chunk starts at byte {start} but the upload has {status.size} bytes; "
+            "chunks must be sent in order without gaps or overlaps",
+            headers=range_headers(status),
+        )
+
+
+def range_headers(status: UploadStatus) -> dict[str, str]:
+    """The `Range` an upload reports: inclusive end, `0-0` for an empty upload (as distribution)."""
+    end = max(status.size - 1, 0)
+    return {
+        "Range": f"0-{end}",
+        "Location": upload_location(status),
+        "Docker-Upload-UUID": status.upload_id,
+    }
+
+
+def upload_location(status: UploadStatus) -> str:
+    return f"/v2/{status.name}/blobs/uploads/{status.upload_id}"

@@ -1,0 +1,19 @@
+"""Where registry bytes live: one async contract (`base`) and its implementations."""
+
+from .base import (
+    InvalidPath,
+    InvalidRange,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageBackend,
+    StorageError,
+)
+
+__all__ = [
+    "InvalidPath",
+    "InvalidRange",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "StorageBackend",
+    "StorageError",
+]

@@ -1,0 +1,163 @@
+"""The async storage contract every Dockyard backend implements.
+
+Object layout (all keys are `/`-separated relative paths; the registry alone decides them):
+
+    blobs/<algorithm>/<2 hex>/<hex>                           content, stored once per digest
+    repositories/<name>/_layers/<algorithm>/<hex>             link: blob belongs to the repo
+    repositories/<name>/_manifests/revisions/<alg>/<hex>      link: manifest of the repo (JSON)
+    repositories/<name>/_manifests/tags/<tag>                 the digest the tag points at
+    repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>   referrer descriptor (JSON)
+    repositories/<name>/_uploads/<uuid>/state.json            upload session
+    repositories/<name>/_uploads/<uuid>/data                  appendable object of that upload
+    catalog/<name with / as +>                                marks a repository as existing
+
+Guarantees of every backend:
+- `put` and `commit_append` make an object visible atomically: a reader sees the old object,
+  nothing, or the complete new one — never a prefix, even after kill -9 or power loss.
+- `append` is all-or-nothing: when the chunk stream fails part-way, the object keeps its
+  previous size. Objects being appended to are never visible under their final name.
+- `list` returns the immediate children of a prefix (objects and "directories"), sorted by
+  byte value, after `start_after` and at most `limit` of them; names starting with `.` are
+  private to backends and never listed.
+- Reads stream: nothing here ever holds a whole blob in memory (`get_bytes` is for the small
+  metadata objects only).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+
+class StorageError(Exception):
+    """Base of the storage errors the registry understands."""
+
+
+class ObjectNotFound(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no object at {path!r}")
+        self.path = path
+
+
+class InvalidRange(StorageError):
+    """A read outside the object."""
+
+
+class InvalidPath(StorageError):
+    """A key with empty, `.` or `..` components, or a leading `/`."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    modified: float  # seconds since the epoch
+
+
+def check_path(path: str) -> str:
+    """Refuse keys that could escape the backend's root; return the key unchanged."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise InvalidPath(f"invalid storage key {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", "..") or part.startswith("."):
+            raise InvalidPath(f"invalid storage key {path!r}")
+    return path
+
+
+def parent_of(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+async def iterate_once(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
+
+
+class StorageBackend(ABC):
+    """One place registry bytes live. Implementations: filesystem, s3."""
+
+    name: str = "abstract"
+
+    # -- whole objects -------------------------------------------------------------------
+    @abstractmethod
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the streamed bytes at `path`, replacing it atomically; return the size."""
+
+    async def put_bytes(self, path: str, data: bytes) -> None:
+        await self.put(path, iterate_once(data))
+
+    @abstractmethod
+    async def get_bytes(self, path: str) -> bytes:
+        """The whole content of a small object. Raises ObjectNotFound."""
+
+    @abstractmethod
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (to the end when None) from `offset`.
+
+        Raises ObjectNotFound or InvalidRange on the first iteration.
+        """
+
+    @abstractmethod
+    async def stat(self, path: str) -> ObjectInfo:
+        """Size and modification time. Raises ObjectNotFound."""
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except ObjectNotFound:
+            return False
+        return True
+
+    @abstractmethod
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[str]:
+        """Names of the immediate children of directory `prefix` (empty when it has none)."""
+
+    @abstractmethod
+    async def delete(self, path: str) -> bool:
+        """Remove one object; return False when there was none."""
+
+    @abstractmethod
+    async def delete_tree(self, prefix: str) -> None:
+        """Remove every object below `prefix`."""
+
+    @abstractmethod
+    async def move(self, source: str, destination: str) -> None:
+        """Rename an object; the destination is replaced atomically. Raises ObjectNotFound."""
+
+    # -- appendable objects (chunked uploads) -------------------------------------------------
+    @abstractmethod
+    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Append the streamed bytes to the appendable object at `path` (created when missing).
+
+        All or nothing: when the stream raises, the object keeps its previous size and the
+        exception propagates. Returns the new total size.
+        """
+
+    @abstractmethod
+    async def append_size(self, path: str) -> int:
+        """Bytes appended so far; 0 for an object not yet created."""
+
+    @abstractmethod
+    def read_appended(self, path: str) -> AsyncIterator[bytes]:
+        """Stream everything appended so far (to re-hash an upload another process began)."""
+
+    @abstractmethod
+    async def commit_append(self, path: str, destination: str) -> None:
+        """Make the appended bytes the object `destination`, atomically, and drop `path`."""
+
+    @abstractmethod
+    async def abort_append(self, path: str) -> None:
+        """Discard an appendable object and everything appended to it."""
+
+    # -- serving ---------------------------------------------------------------------------
+    async def local_file(self, path: str) -> str | None:
+        """A filesystem path the server may sendfile() from, when the backend has one."""
+        return None
+
+    async def redirect_url(self, path: str, *, method: str = "GET") -> str | None:
+        """A URL clients may fetch the object from directly (e.g. presigned S3), or None."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections and threads."""

@@ -1,0 +1,228 @@
+"""Local-disk backend: the embedded default.
+
+Atomic writes are a temporary file beside the destination, fsync, rename, then fsync of the
+directory, so a kill -9 or power loss leaves either the old object or the new one. Blocking
+file calls run in the default thread pool, never on the event loop. Temporary and appendable
+files carry a leading `.` and are therefore never listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+
+from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, check_path
+
+READ_CHUNK = 1024 * 1024
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FilesystemBackend(StorageBackend):
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _full(self, path: str) -> Path:
+        return self.root / check_path(path)
+
+    def _appendable(self, path: str) -> Path:
+        full = self._full(path)
+        return full.with_name(f".{full.name}.append")
+
+    # -- whole objects -------------------------------------------------------------------
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        target = self._full(path)
+        temporary = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        fd = await asyncio.to_thread(os.open, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        size = 0
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await asyncio.to_thread(_write_all, fd, chunk)
+                    size += len(chunk)
+            await asyncio.to_thread(os.fsync, fd)
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        await asyncio.to_thread(self._publish, temporary, target)
+        return size
+
+    @staticmethod
+    def _publish(temporary: Path, target: Path) -> None:
+        os.replace(temporary, target)
+        _fsync_dir(target.parent)
+
+    async def get_bytes(self, path: str) -> bytes:
+        full = self._full(path)
+        try:
+            return await asyncio.to_thread(full.read_bytes)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(path) from None
+
+    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        try:
+            handle = await asyncio.to_thread(open, full, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(path) from None
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+                raise InvalidRange(f"range {offset}+{length} outside object of {size} bytes")
+            remaining = size - offset if length is None else length
+            handle.seek(offset)
+            while remaining > 0:
+                chunk = await asyncio.to_thread(handle.read, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def stat(self, path: str) -> ObjectInfo:
+        full = self._full(path)
+        try:
+            result = await asyncio.to_thread(os.stat, full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(path) from None
+        if not os.path.isfile(full):
+            raise ObjectNotFound(path)
+        return ObjectInfo(size=result.st_size, modified=result.st_mtime)
+
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[str]:
+        directory = self._full(prefix)
+
+        def scan() -> list[str]:
+            try:
+                names = sorted(entry.name for entry in os.scandir(directory) if not entry.name.startswith("."))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            if start_after is not None:
+                names = [name for name in names if name > start_after]
+            return names if limit is None else names[:limit]
+
+        return await asyncio.to_thread(scan)
+
+    async def delete(self, path: str) -> bool:
+        full = self._full(path)
+        try:
+            await asyncio.to_thread(full.unlink)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        await asyncio.to_thread(self._prune_empty_parents, full.parent)
+        return True
+
+    def _prune_empty_parents(self, directory: Path) -> None:
+        """Remove directories a delete left empty, so listings do not show dead prefixes."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    async def delete_tree(self, prefix: str) -> None:
+        full = self._full(prefix)
+        await asyncio.to_thread(shutil.rmtree, full, True)
+        await asyncio.to_thread(self._prune_empty_parents, full.parent)
+
+    async def move(self, source: str, destination: str) -> None:
+        src, dst = self._full(source), self._full(destination)
+
+        def rename() -> None:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, dst)
+            except FileNotFoundError:
+                raise ObjectNotFound(source) from None
+            _fsync_dir(dst.parent)
+
+        await asyncio.to_thread(rename)
+
+    # -- appendable objects ------------------------------------------------------------------
+    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        target = self._appendable(path)
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        fd = await asyncio.to_thread(os.open, target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            size = start
+            try:
+                async for chunk in chunks:
+                    if chunk:
+                        await asyncio.to_thread(_write_all, fd, chunk)
+                        size += len(chunk)
+                await asyncio.to_thread(os.fsync, fd)
+            except BaseException:
+                os.ftruncate(fd, start)
+                raise
+            return size
+        finally:
+            os.close(fd)
+
+    async def append_size(self, path: str) -> int:
+        try:
+            return (await asyncio.to_thread(os.stat, self._appendable(path))).st_size
+        except FileNotFoundError:
+            return 0
+
+    async def read_appended(self, path: str) -> AsyncIterator[bytes]:
+        target = self._appendable(path)
+        try:
+            handle = await asyncio.to_thread(open, target, "rb")
+        except FileNotFoundError:
+            return
+        try:
+            while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def commit_append(self, path: str, destination: str) -> None:
+        source, target = self._appendable(path), self._full(destination)
+
+        def publish() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not source.exists():
+                # Nothing was ever appended: the object is empty.
+                source.touch()
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+
+        await asyncio.to_thread(publish)
+
+    async def abort_append(self, path: str) -> None:
+        await asyncio.to_thread(self._appendable(path).unlink, True)
+
+    async def local_file(self, path: str) -> str | None:
+        full = self._full(path)
+        return str(full) if await asyncio.to_thread(full.is_file) else None
