@@ -30,9 +30,11 @@ def create_app(storage: StorageBackend) -> web.Application:
     route("PATCH", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.upload_chunk)
     route("PUT", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.finish_upload)
     route("DELETE", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.cancel_upload)
-    route("GET", f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob)  # HEAD is added by aiohttp
+    route("GET", f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob)
+    route("HEAD", f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob)
     route("DELETE", f"/v2/{NAME}/blobs/{{digest}}", blobs.delete_blob)
     route("GET", f"/v2/{NAME}/manifests/{{reference}}", manifests.get_manifest)
+    route("HEAD", f"/v2/{NAME}/manifests/{{reference}}", manifests.get_manifest)
     route("PUT", f"/v2/{NAME}/manifests/{{reference}}", manifests.put_manifest)
     route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", manifests.delete_manifest)
     route("GET", f"/v2/{NAME}/referrers/{{digest}}", referrers.list_referrers)

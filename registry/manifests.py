@@ -36,6 +36,7 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
+        """A reference to push to: a malformed tag is refused with TAG_INVALID."""
         if ":" in text:
             try:
                 return cls(digest=Digest.parse(text))
@@ -45,6 +46,17 @@ class Reference:
             return cls(tag=validate_tag(text))
         except InvalidTag as error:
             raise TagInvalid(str(error), detail={"reference": text}) from None
+
+    @classmethod
+    def lookup(cls, text: str) -> Reference:
+        """A reference to read or delete: a malformed tag names nothing, so it is unknown (404),
+        as the conformance suite expects; a malformed digest is still DIGEST_INVALID."""
+        if ":" not in text:
+            try:
+                validate_tag(text)
+            except InvalidTag:
+                raise ManifestUnknown(f"no manifest is tagged {text!r}: not a valid tag", detail={"reference": text}) from None
+        return cls.parse(text)
 
     def __str__(self) -> str:
         return self.tag if self.tag is not None else str(self.digest)
@@ -203,8 +215,6 @@ def acceptable(media_type: str, accept_headers: list[str]) -> bool:
     Clients that list no manifest media type at all (or send none) accept anything, as the
     reference registry behaves; a client naming manifest types gets one of those or a 404.
     """
-    offered = [part.split(";", 1)[0].strip().lower() for header in accept_headers for part in header.split(",")]
-    named = [item for item in offered if item in mediatypes.MANIFEST_TYPES]
-    if not named or media_type in offered or "*/*" in offered:
-        return True
-    return media_type in named
+    offered = {part.split(";", 1)[0].strip().lower() for header in accept_headers for part in header.split(",")}
+    names_a_manifest_type = bool(offered & mediatypes.MANIFEST_TYPES)
+    return not names_a_manifest_type or media_type in offered or "*/*" in offered

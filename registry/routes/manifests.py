@@ -24,7 +24,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
-    reference = Reference.parse(request.match_info["reference"])
+    reference = Reference.lookup(request.match_info["reference"])
     manifest = await services(request).manifests.get(name, reference)
     if not acceptable(manifest.media_type, request.headers.getall("Accept", [])):
         raise ManifestUnknown(
@@ -55,6 +55,6 @@ async def put_manifest(request: web.Request) -> web.Response:
 
 async def delete_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
-    reference = Reference.parse(request.match_info["reference"])
+    reference = Reference.lookup(request.match_info["reference"])
     await services(request).manifests.delete(name, reference)
     return empty_response(202, {})

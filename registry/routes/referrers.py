@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from ocispec import mediatypes
@@ -16,5 +18,7 @@ async def list_referrers(request: web.Request) -> web.Response:
     artifact_type = request.query.get("artifactType") or None
     descriptors = await services(request).manifests.referrers(name, subject, artifact_type)
     index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": descriptors}
-    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
-    return web.json_response(index, headers=headers, content_type=mediatypes.OCI_INDEX)
+    headers = {"Content-Type": mediatypes.OCI_INDEX}  # exactly: no charset parameter
+    if artifact_type:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(body=json.dumps(index).encode(), headers=headers)

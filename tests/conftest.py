@@ -1,0 +1,97 @@
+"""Shared fixtures: a registry over real sockets, on a real storage backend.
+
+`client` serves the app in this test's event loop on a loopback TCP port; `registry_process`
+runs `dockyard-registry serve` as a separate process (for third-party clients and signals)
+and stops it by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from registry.app import create_app
+from storage_backends import StorageBackend
+from storage_backends.filesystem import FilesystemBackend
+
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> StorageBackend:
+    return FilesystemBackend(tmp_path / "store")
+
+
+@pytest.fixture
+async def client(aiohttp_client, storage: StorageBackend) -> AsyncIterator[TestClient]:
+    yield await aiohttp_client(create_app(storage))
+
+
+@dataclass
+class RegistryProcess:
+    url: str
+    host: str
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes]
+
+
+def start_registry(root: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> RegistryProcess:
+    port = free_port()
+    log = open(root.parent / f"registry-{port}.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry", "serve", "--listen", f"127.0.0.1:{port}", "--storage-root", str(root), *(extra_args or [])],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    wait_for_port(port, process)
+    return RegistryProcess(f"http://127.0.0.1:{port}", "127.0.0.1", port, root, process)
+
+
+@pytest.fixture
+def registry_process(tmp_path: Path) -> Iterator[RegistryProcess]:
+    running = start_registry(tmp_path / "registry-data")
+    try:
+        yield running
+    finally:
+        stop_process(running.process)

@@ -1,0 +1,108 @@
+"""Blob reads and deletes: headers, ranges, repository scoping, dedup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.oci import error_codes, push_blob, random_blob
+
+
+async def test_head_reports_size_digest_and_etag_without_body(client):
+    blob = random_blob(5000)
+    await push_blob(client, "acme/app", blob)
+    response = await client.head(f"/v2/acme/app/blobs/{blob.digest}")
+    assert response.status == 200
+    assert response.headers["Content-Length"] == "5000"
+    assert response.headers["Docker-Content-Digest"] == blob.digest
+    assert response.headers["ETag"] == f'"{blob.digest}"'
+    assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    assert await response.read() == b""
+
+
+async def test_get_streams_exact_bytes(client):
+    blob = random_blob(3 * 1024 * 1024 + 17)
+    await push_blob(client, "acme/app", blob)
+    response = await client.get(f"/v2/acme/app/blobs/{blob.digest}")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["Accept-Ranges"] == "bytes"
+    assert await response.read() == blob.data
+
+
+async def test_range_requests_answer_206_with_content_range(client):
+    blob = random_blob(1000)
+    await push_blob(client, "acme/app", blob)
+    url = f"/v2/acme/app/blobs/{blob.digest}"
+    cases = {"bytes=0-99": (0, 100), "bytes=900-": (900, 1000), "bytes=-10": (990, 1000), "bytes=995-5000": (995, 1000)}
+    for header, (start, end) in cases.items():
+        response = await client.get(url, headers={"Range": header})
+        assert response.status == 206, header
+        assert response.headers["Content-Range"] == f"bytes {start}-{end - 1}/1000"
+        assert response.headers["Content-Length"] == str(end - start)
+        assert await response.read() == blob.data[start:end]
+
+
+async def test_unsatisfiable_range_is_416_with_size(client):
+    blob = random_blob(100)
+    await push_blob(client, "acme/app", blob)
+    response = await client.get(f"/v2/acme/app/blobs/{blob.digest}", headers={"Range": "bytes=100-200"})
+    assert response.status == 416
+    assert response.headers["Content-Range"] == "bytes */100"
+    assert await error_codes(response) == ["RANGE_INVALID"]
+
+
+async def test_malformed_range_is_ignored_and_whole_blob_served(client):
+    blob = random_blob(100)
+    await push_blob(client, "acme/app", blob)
+    response = await client.get(f"/v2/acme/app/blobs/{blob.digest}", headers={"Range": "lines=1-2"})
+    assert response.status == 200
+    assert await response.read() == blob.data
+
+
+async def test_unknown_blob_is_404_blob_unknown(client):
+    missing = random_blob(10)
+    response = await client.get(f"/v2/acme/app/blobs/{missing.digest}")
+    assert response.status == 404
+    assert await error_codes(response) == ["BLOB_UNKNOWN"]
+    head = await client.head(f"/v2/acme/app/blobs/{missing.digest}")
+    assert head.status == 404
+    assert await head.read() == b""
+
+
+async def test_invalid_digest_is_400_digest_invalid(client):
+    for digest in ["sha256:short", "md5:abc", "nonsense", "sha256:" + "G" * 64]:
+        response = await client.get(f"/v2/acme/app/blobs/{digest}")
+        assert response.status == 400, digest
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+
+
+async def test_blob_is_served_only_from_repositories_that_link_it(client):
+    blob = random_blob(64)
+    await push_blob(client, "acme/app", blob)
+    response = await client.get(f"/v2/other/app/blobs/{blob.digest}")
+    assert response.status == 404
+    assert await error_codes(response) == ["BLOB_UNKNOWN"]
+
+
+async def test_same_blob_in_many_repositories_is_stored_once(client, storage):
+    blob = random_blob(4096)
+    for index in range(5):
+        await push_blob(client, f"team/repo{index}", blob)
+    stored = [path for path in Path(storage.root, "blobs").rglob("*") if path.is_file()]
+    assert len(stored) == 1
+    assert stored[0].read_bytes() == blob.data
+
+
+async def test_delete_unlinks_from_one_repository_only(client):
+    blob = random_blob(64)
+    await push_blob(client, "acme/one", blob)
+    await push_blob(client, "acme/two", blob)
+    response = await client.delete(f"/v2/acme/one/blobs/{blob.digest}")
+    assert response.status == 202
+    assert (await client.head(f"/v2/acme/one/blobs/{blob.digest}")).status == 404
+    again = await client.get(f"/v2/acme/two/blobs/{blob.digest}")
+    assert again.status == 200
+    assert await again.read() == blob.data
+    second = await client.delete(f"/v2/acme/one/blobs/{blob.digest}")
+    assert second.status == 404
+    assert await error_codes(second) == ["BLOB_UNKNOWN"]

@@ -1,0 +1,239 @@
+"""Blob uploads in every pattern clients use, and every way they can go wrong."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from registry.app import create_app
+from tests.oci import error_codes, push_blob, random_blob, sha256
+
+
+def stored_files(storage, prefix: str) -> list[Path]:
+    root = Path(storage.root, prefix)
+    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+async def start(client, name: str = "acme/app") -> str:
+    response = await client.post(f"/v2/{name}/blobs/uploads/")
+    assert response.status == 202
+    return response.headers["Location"]
+
+
+async def chunked_body(data: bytes, pieces: int = 4) -> AsyncIterator[bytes]:
+    step = max(1, len(data) // pieces)
+    for offset in range(0, len(data), step):
+        yield data[offset : offset + step]
+
+
+async def test_session_post_answers_202_with_location_uuid_and_range(client):
+    response = await client.post("/v2/acme/app/blobs/uploads/")
+    assert response.status == 202
+    upload_id = response.headers["Docker-Upload-UUID"]
+    assert response.headers["Location"] == f"/v2/acme/app/blobs/uploads/{upload_id}"
+    assert response.headers["Range"] == "0-0"
+    assert response.headers["Content-Length"] == "0"
+
+
+async def test_monolithic_post_with_digest_stores_blob(client):
+    blob = random_blob(2000)
+    response = await client.post("/v2/acme/app/blobs/uploads/", params={"digest": blob.digest}, data=blob.data)
+    assert response.status == 201
+    assert response.headers["Location"] == f"/v2/acme/app/blobs/{blob.digest}"
+    assert response.headers["Docker-Content-Digest"] == blob.digest
+    assert await (await client.get(response.headers["Location"])).read() == blob.data
+
+
+async def test_chunked_upload_with_content_range(client):
+    blob = random_blob(100_000)
+    location = await start(client)
+    offset = 0
+    for size in (30_000, 30_000, 40_000):
+        chunk = blob.data[offset : offset + size]
+        response = await client.patch(
+            location,
+            data=chunk,
+            headers={"Content-Range": f"{offset}-{offset + size - 1}", "Content-Type": "application/octet-stream"},
+        )
+        assert response.status == 202, await response.text()
+        offset += size
+        assert response.headers["Range"] == f"0-{offset - 1}"
+        location = response.headers["Location"]
+    status = await client.get(location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-99999"
+    done = await client.put(location, params={"digest": blob.digest})
+    assert done.status == 201
+    assert done.headers["Docker-Content-Digest"] == blob.digest
+    assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+async def test_out_of_order_and_overlapping_chunks_are_rejected_with_416(client):
+    blob = random_blob(100)
+    location = await start(client)
+    gap = await client.patch(location, data=blob.data[50:], headers={"Content-Range": "50-99"})
+    assert gap.status == 416
+    assert gap.headers["Range"] == "0-0"
+    first = await client.patch(location, data=blob.data[:60], headers={"Content-Range": "0-59"})
+    assert first.status == 202
+    overlap = await client.patch(location, data=blob.data[50:], headers={"Content-Range": "50-99"})
+    assert overlap.status == 416
+    assert overlap.headers["Range"] == "0-59"
+    assert (await client.get(location)).headers["Range"] == "0-59"
+    rest = await client.patch(location, data=blob.data[60:], headers={"Content-Range": "60-99"})
+    assert rest.status == 202
+    assert (await client.put(location, params={"digest": blob.digest})).status == 201
+
+
+async def test_docker_style_streaming_patch_then_empty_put(client):
+    blob = random_blob(3 * 1024 * 1024 + 5)
+    location = await start(client)
+    # Chunked transfer encoding, no Content-Range and no Content-Length: what docker sends.
+    response = await client.patch(location, data=chunked_body(blob.data, 7))
+    assert response.status == 202
+    assert response.headers["Range"] == f"0-{len(blob.data) - 1}"
+    done = await client.put(response.headers["Location"], params={"digest": blob.digest})
+    assert done.status == 201
+    assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+async def test_containerd_style_single_put_with_whole_body(client):
+    blob = random_blob(200_000)
+    location = await start(client)
+    done = await client.put(location, params={"digest": blob.digest}, data=chunked_body(blob.data))
+    assert done.status == 201
+    assert done.headers["Docker-Content-Digest"] == blob.digest
+    assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+async def test_digest_mismatch_is_digest_invalid_and_stores_nothing(client, storage):
+    blob = random_blob(1000)
+    wrong = sha256(b"something else")
+    location = await start(client)
+    await client.patch(location, data=blob.data)
+    response = await client.put(location, params={"digest": wrong})
+    assert response.status == 400
+    assert await error_codes(response) == ["DIGEST_INVALID"]
+    assert stored_files(storage, "blobs") == []
+    assert stored_files(storage, "repositories/acme/app/_uploads") == []
+    assert (await client.head(f"/v2/acme/app/blobs/{wrong}")).status == 404
+    assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
+    monolithic = await client.post("/v2/acme/app/blobs/uploads/", params={"digest": wrong}, data=blob.data)
+    assert monolithic.status == 400
+    assert await error_codes(monolithic) == ["DIGEST_INVALID"]
+    assert stored_files(storage, "blobs") == []
+
+
+async def test_chunk_shorter_than_its_content_range_is_rolled_back(client):
+    blob = random_blob(100)
+    location = await start(client)
+    assert (await client.patch(location, data=blob.data[:40], headers={"Content-Range": "0-39"})).status == 202
+    short = await client.patch(location, data=chunked_body(blob.data[40:70]), headers={"Content-Range": "40-99"})
+    assert short.status == 400
+    assert await error_codes(short) == ["SIZE_INVALID"]
+    assert (await client.get(location)).headers["Range"] == "0-39"
+    rest = await client.patch(location, data=blob.data[40:], headers={"Content-Range": "40-99"})
+    assert rest.status == 202
+    assert (await client.put(location, params={"digest": blob.digest})).status == 201
+
+
+async def test_content_length_disagreeing_with_content_range_is_refused(client):
+    location = await start(client)
+    response = await client.patch(location, data=b"x" * 10, headers={"Content-Range": "0-19"})
+    assert response.status == 400
+    assert await error_codes(response) == ["BLOB_UPLOAD_INVALID"]
+    malformed = await client.patch(location, data=b"x" * 10, headers={"Content-Range": "zero-nine"})
+    assert malformed.status == 400
+    assert (await client.get(location)).headers["Range"] == "0-0"
+
+
+async def test_put_without_digest_is_digest_invalid(client):
+    location = await start(client)
+    response = await client.put(location)
+    assert response.status == 400
+    assert await error_codes(response) == ["DIGEST_INVALID"]
+
+
+async def test_cancel_deletes_session(client, storage):
+    location = await start(client)
+    await client.patch(location, data=b"partial")
+    response = await client.delete(location)
+    assert response.status == 204
+    status = await client.get(location)
+    assert status.status == 404
+    assert await error_codes(status) == ["BLOB_UPLOAD_UNKNOWN"]
+    assert stored_files(storage, "repositories/acme/app/_uploads") == []
+
+
+async def test_unknown_or_foreign_upload_is_blob_upload_unknown(client):
+    location = await start(client, "acme/app")
+    upload_id = location.rsplit("/", 1)[1]
+    for url in [f"/v2/other/app/blobs/uploads/{upload_id}", "/v2/acme/app/blobs/uploads/" + "0" * 32,
+                "/v2/acme/app/blobs/uploads/..%2F..%2Fetc"]:
+        response = await client.patch(url, data=b"data")
+        assert response.status == 404, url
+        assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
+
+
+async def test_cross_repository_mount(client):
+    blob = random_blob(500)
+    await push_blob(client, "acme/base", blob)
+    mounted = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/base"})
+    assert mounted.status == 201
+    assert mounted.headers["Location"] == f"/v2/acme/app/blobs/{blob.digest}"
+    assert mounted.headers["Docker-Content-Digest"] == blob.digest
+    assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+async def test_mount_from_repository_without_the_blob_starts_an_upload(client):
+    blob = random_blob(500)
+    await push_blob(client, "acme/base", blob)
+    response = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/empty"})
+    assert response.status == 202
+    assert response.headers["Location"].startswith("/v2/acme/app/blobs/uploads/")
+    assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
+
+
+async def test_mount_without_from_links_a_blob_the_registry_has(client):
+    blob = random_blob(500)
+    await push_blob(client, "acme/base", blob)
+    response = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest})
+    assert response.status == 201
+    unknown = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": random_blob(5).digest})
+    assert unknown.status == 202
+
+
+async def test_upload_continues_after_restart_and_verifies_by_rereading(aiohttp_client, storage):
+    """A fresh process has no running hash: completion re-reads the appended bytes."""
+    blob = random_blob(2_500_000)
+    first = await aiohttp_client(create_app(storage))
+    location = await start(first)
+    assert (await first.patch(location, data=blob.data[:1_000_000], headers={"Content-Range": "0-999999"})).status == 202
+
+    second = await aiohttp_client(create_app(storage))
+    status = await second.get(location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-999999"
+    rest = await second.patch(location, data=io.BytesIO(blob.data[1_000_000:]), headers={"Content-Range": f"1000000-{len(blob.data) - 1}"})
+    assert rest.status == 202
+    wrong = await second.put(location, params={"digest": sha256(b"other")})
+    assert wrong.status == 400
+    assert (await second.get(location)).status == 404  # a failed verification discards the session
+
+    third_location = await start(second)
+    await second.patch(third_location, data=io.BytesIO(blob.data))
+    third = await aiohttp_client(create_app(storage))
+    done = await third.put(third_location, params={"digest": blob.digest})
+    assert done.status == 201
+    assert await (await third.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+async def test_empty_blob_upload(client):
+    empty_digest = sha256(b"")
+    location = await start(client)
+    done = await client.put(location, params={"digest": empty_digest})
+    assert done.status == 201
+    response = await client.get(f"/v2/acme/app/blobs/{empty_digest}")
+    assert response.status == 200
+    assert await response.read() == b""
