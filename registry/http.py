@@ -5,6 +5,7 @@ The one place where typed `RegistryError`s become the spec's JSON error response
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -34,6 +35,46 @@ API_VERSION = "registry/2.0"
 MAX_PAGE_SIZE = 10_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InFlight:
+    """Counts requests being handled, so a stopping server can wait for them to finish.
+
+    aiohttp's own shutdown stops reading request bodies at once, which would cut uploads
+    that are still streaming in; the server drains with this instead, then shuts down.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            response = await handler(request)
+            if self.draining:
+                response.force_close()  # no new request on this keep-alive connection
+            return response
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False when `timeout` ran out first."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 
 def error_response(request: web.Request, error: RegistryError) -> web.Response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 from aiohttp import web
 
@@ -10,6 +12,7 @@ from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 
 from .app import create_app
+from .http import IN_FLIGHT
 from .config import ConfigError, Settings
 
 log = logging.getLogger("dockyard.registry")
@@ -38,15 +41,34 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    # Not web.run_app: it cancels the serving task on a signal, which aborts in-flight
+    # requests instead of letting them finish.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     app = create_app(open_storage(settings))
-    log.info(
-        "dockyard registry on %s, storage %s", settings.http.listen, settings.storage.backend
-    )
-    web.run_app(
+    runner = web.AppRunner(
         app,
-        host=settings.http.host,
-        port=settings.http.port,
         shutdown_timeout=settings.http.shutdown_timeout,
         access_log=logging.getLogger("dockyard.access"),
-        print=None,
     )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {settings.http.listen}: {error.strerror}") from None
+        log.info("dockyard registry on %s, storage %s", settings.http.listen, settings.storage.backend)
+        await stop.wait()
+        log.info("stopping: waiting up to %ss for in-flight requests", settings.http.shutdown_timeout)
+        await site.stop()
+        if not await app[IN_FLIGHT].drain(settings.http.shutdown_timeout):
+            log.warning("%d requests still in flight at shutdown; they are cut", app[IN_FLIGHT].count)
+    finally:
+        await runner.cleanup()

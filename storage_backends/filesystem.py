@@ -164,12 +164,36 @@ class FilesystemBackend(StorageBackend):
         await asyncio.to_thread(rename)
 
     # -- appendable objects ------------------------------------------------------------------
+    # The data file may hold a torn tail after kill -9 in the middle of an append; the
+    # committed length lives in a sidecar written atomically after the data is fsynced, and
+    # every append first cuts the data back to it. So a crash never exposes half a chunk.
+    def _committed_size_file(self, path: str) -> Path:
+        full = self._full(path)
+        return full.with_name(f".{full.name}.size")
+
+    def _committed_size(self, path: str) -> int:
+        try:
+            return int(self._committed_size_file(path).read_text())
+        except FileNotFoundError:
+            return 0
+
+    def _record_size(self, path: str, size: int) -> None:
+        record = self._committed_size_file(path)
+        temporary = record.with_name(f"{record.name}.tmp-{uuid.uuid4().hex}")
+        with open(temporary, "w") as handle:
+            handle.write(str(size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, record)
+
     async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._appendable(path)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        fd = await asyncio.to_thread(os.open, target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        start = await asyncio.to_thread(self._committed_size, path)
+        fd = await asyncio.to_thread(os.open, target, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            start = os.fstat(fd).st_size
+            os.ftruncate(fd, start)
+            os.lseek(fd, start, os.SEEK_SET)
             size = start
             try:
                 async for chunk in chunks:
@@ -180,24 +204,27 @@ class FilesystemBackend(StorageBackend):
             except BaseException:
                 os.ftruncate(fd, start)
                 raise
-            return size
         finally:
             os.close(fd)
+        await asyncio.to_thread(self._record_size, path, size)
+        return size
 
     async def append_size(self, path: str) -> int:
-        try:
-            return (await asyncio.to_thread(os.stat, self._appendable(path))).st_size
-        except FileNotFoundError:
-            return 0
+        return await asyncio.to_thread(self._committed_size, path)
 
     async def read_appended(self, path: str) -> AsyncIterator[bytes]:
         target = self._appendable(path)
+        remaining = await asyncio.to_thread(self._committed_size, path)
         try:
             handle = await asyncio.to_thread(open, target, "rb")
         except FileNotFoundError:
             return
         try:
-            while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+            while remaining > 0:
+                chunk = await asyncio.to_thread(handle.read, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
                 yield chunk
         finally:
             handle.close()
@@ -207,21 +234,22 @@ class FilesystemBackend(StorageBackend):
 
         def publish() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not source.exists():
-                # Nothing was ever appended: the object is empty.
-                source.touch()
-            fd = os.open(source, os.O_RDONLY)
+            size = self._committed_size(path)
+            fd = os.open(source, os.O_WRONLY | os.O_CREAT, 0o644)
             try:
+                os.ftruncate(fd, size)  # drop any torn tail left by a crash
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(source, target)
             _fsync_dir(target.parent)
+            self._committed_size_file(path).unlink(missing_ok=True)
 
         await asyncio.to_thread(publish)
 
     async def abort_append(self, path: str) -> None:
         await asyncio.to_thread(self._appendable(path).unlink, True)
+        await asyncio.to_thread(self._committed_size_file(path).unlink, True)
 
     async def local_file(self, path: str) -> str | None:
         full = self._full(path)

@@ -77,13 +77,14 @@ class RegistryProcess:
 
 def start_registry(root: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> RegistryProcess:
     port = free_port()
-    log = open(root.parent / f"registry-{port}.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "registry", "serve", "--listen", f"127.0.0.1:{port}", "--storage-root", str(root), *(extra_args or [])],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"registry-{port}.log", "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "registry", "serve", "--listen", f"127.0.0.1:{port}", "--storage-root", str(root), *(extra_args or [])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
     wait_for_port(port, process)
     return RegistryProcess(f"http://127.0.0.1:{port}", "127.0.0.1", port, root, process)
 
