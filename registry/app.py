@@ -6,6 +6,7 @@ from aiohttp import web
 
 from storage_backends import StorageBackend
 
+from .config import RegistryOptions
 from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
 from .routes import blobs, listing, manifests, referrers, uploads
 from .services import SERVICES, Services
@@ -13,11 +14,11 @@ from .services import SERVICES, Services
 NAME = "{name:[^{}]+?}"
 
 
-def create_app(storage: StorageBackend) -> web.Application:
+def create_app(storage: StorageBackend, options: RegistryOptions | None = None) -> web.Application:
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, errors_middleware], client_max_size=4 * 1024 * 1024 + 1024)
     app[IN_FLIGHT] = in_flight
-    app[SERVICES] = Services.over(storage)
+    app[SERVICES] = Services.over(storage, options)
     app.on_response_prepare.append(add_common_headers)
     app.on_cleanup.append(_close_storage)
 

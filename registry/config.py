@@ -54,11 +54,19 @@ class StorageSettings(BaseModel):
     s3: S3Settings = S3Settings()
 
 
+class RegistryOptions(BaseModel):
+    automatic_mount: bool = Field(
+        default=True,
+        description="POST ?mount=<digest> without from= links the blob when the registry has it",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
     http: HttpSettings = HttpSettings()
     storage: StorageSettings = StorageSettings()
+    registry: RegistryOptions = RegistryOptions()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod

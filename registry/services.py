@@ -9,6 +9,7 @@ from aiohttp import web
 from storage_backends import StorageBackend
 
 from .blobs import Blobs
+from .config import RegistryOptions
 from .manifests import Manifests
 from .repositories import Repositories
 from .uploads import Uploads
@@ -17,17 +18,19 @@ from .uploads import Uploads
 @dataclass
 class Services:
     storage: StorageBackend
+    options: RegistryOptions
     repositories: Repositories
     blobs: Blobs
     uploads: Uploads
     manifests: Manifests
 
     @classmethod
-    def over(cls, storage: StorageBackend) -> Services:
+    def over(cls, storage: StorageBackend, options: RegistryOptions | None = None) -> Services:
         repositories = Repositories(storage)
         blobs = Blobs(storage, repositories)
         return cls(
             storage=storage,
+            options=options or RegistryOptions(),
             repositories=repositories,
             blobs=blobs,
             uploads=Uploads(storage, blobs),

@@ -237,3 +237,17 @@ async def test_empty_blob_upload(client):
     response = await client.get(f"/v2/acme/app/blobs/{empty_digest}")
     assert response.status == 200
     assert await response.read() == b""
+
+
+async def test_automatic_mount_can_be_turned_off(aiohttp_client, storage):
+    from registry.app import create_app
+    from registry.config import RegistryOptions
+
+    client = await aiohttp_client(create_app(storage, RegistryOptions(automatic_mount=False)))
+    blob = random_blob(500)
+    await push_blob(client, "acme/base", blob)
+    without_from = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest})
+    assert without_from.status == 202
+    assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
+    with_from = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/base"})
+    assert with_from.status == 201

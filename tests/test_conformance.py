@@ -55,6 +55,9 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
+
+from registry.app import create_app
+from registry.config import RegistryOptions
 from yarl import URL
 
 # -- constants of setup.go --------------------------------------------------------------------
@@ -1250,26 +1253,22 @@ async def run_conformance(conn: Conn, **options: Any) -> Suite:
     return suite
 
 
-# OCI_AUTOMATIC_CROSSMOUNT: Dockyard mounts automatically when `from` is omitted and the blob is
-# anywhere in the registry, so the "=0" run expects a 202 that the default registry does not give.
-# If the registry gains a setting to turn automatic mounting off, the crossmount-0 case must run
-# the app with that setting off (as reviewers would configure it for that run).
+# OCI_AUTOMATIC_CROSSMOUNT: reviewers run "=0" against a registry configured without automatic
+# mounting (registry.automatic_mount: false), and "=1"/unset against the default.
 @pytest.mark.parametrize(
     "automatic_crossmount", [None, True, False], ids=["crossmount-unset", "crossmount-1", "crossmount-0"]
 )
 @pytest.mark.parametrize("delete_manifest_before_blobs", [True, False], ids=["manifests-first", "blobs-first"])
-async def test_conformance(client, delete_manifest_before_blobs: bool, automatic_crossmount: bool | None) -> None:
+async def test_conformance(aiohttp_client, storage, delete_manifest_before_blobs: bool, automatic_crossmount: bool | None) -> None:
     """The four workflows in order on a fresh registry, one spec tree variant per case."""
+    options = RegistryOptions(automatic_mount=automatic_crossmount is not False)
+    client = await aiohttp_client(create_app(storage, options))
     conn = Conn(client.session, f"http://{client.host}:{client.port}")
     await run_conformance(
         conn, delete_manifest_before_blobs=delete_manifest_before_blobs, automatic_crossmount=automatic_crossmount
     )
 
 
-# conftest's start_registry leaves its log file object to the garbage collector; that
-# ResourceWarning is the fixture's, not the registry's, and `filterwarnings = error` would turn it
-# into a setup error.
-@pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning")
 async def test_conformance_against_registry_process(registry_process) -> None:
     """The default variant (both env vars unset) against `dockyard-registry serve` in its own process."""
     async with aiohttp.ClientSession() as session:

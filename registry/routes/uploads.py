@@ -51,9 +51,10 @@ async def start_upload(request: web.Request) -> web.Response:
     if "mount" in query:
         digest = parse_digest(query.get("mount"), "mount")
         source = parse_name(query["from"]) if query.get("from") else None
-        mounted = await registry.blobs.mount(name, digest, source)
-        if mounted is not None:
-            return _created(name, mounted)
+        if source is not None or registry.options.automatic_mount:
+            mounted = await registry.blobs.mount(name, digest, source)
+            if mounted is not None:
+                return _created(name, mounted)
 
     if "digest" in query:
         digest = parse_digest(query.get("digest"))
