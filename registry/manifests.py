@@ -138,16 +138,17 @@ class Manifests:
                 f"manifest {name}:{reference.tag} is not known to this registry", detail={"tag": reference.tag}
             ) from None
 
-    async def get(self, name: str, reference: Reference) -> StoredManifest:
+    async def get(self, name: str, reference: Reference, *, with_body: bool = True) -> StoredManifest:
+        """The manifest and how it was pushed; `with_body=False` (HEAD) skips reading the bytes."""
         digest = await self.resolve(name, reference)
         try:
             revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
-            body = await self.storage.get_bytes(layout.blob(digest))
+            body = await self.storage.get_bytes(layout.blob(digest)) if with_body else b""
         except ObjectNotFound:
             raise ManifestUnknown(
                 f"manifest {name}@{digest} is not known to this registry", detail={"digest": str(digest)}
             ) from None
-        return StoredManifest(digest, revision["mediaType"], len(body), body)
+        return StoredManifest(digest, revision["mediaType"], revision["size"], body)
 
     # -- delete ----------------------------------------------------------------------------
     async def delete(self, name: str, reference: Reference) -> None:

@@ -25,7 +25,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])
-    manifest = await services(request).manifests.get(name, reference)
+    manifest = await services(request).manifests.get(name, reference, with_body=request.method != "HEAD")
     if not acceptable(manifest.media_type, request.headers.getall("Accept", [])):
         raise ManifestUnknown(
             f"manifest {name}:{reference} is a {manifest.media_type}, which the request's Accept header excludes",
