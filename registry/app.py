@@ -6,20 +6,27 @@ from aiohttp import web
 
 from storage_backends import StorageBackend
 
-from .config import RegistryOptions
+from .auth import Authenticator
+from .config import Settings
 from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
-from .routes import blobs, listing, manifests, referrers, uploads
+from .routes import blobs, listing, manifests, referrers, token, uploads
 from .services import SERVICES, Services
 
 NAME = "{name:[^{}]+?}"
 
 
-def create_app(storage: StorageBackend, options: RegistryOptions | None = None) -> web.Application:
+def create_app(storage: StorageBackend, settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    registry = Services.over(storage, settings)
     in_flight = InFlight()
-    app = web.Application(middlewares=[in_flight.middleware, errors_middleware], client_max_size=4 * 1024 * 1024 + 1024)
+    middlewares = [in_flight.middleware, errors_middleware]
+    if registry.signer is not None:
+        middlewares.append(Authenticator(registry.signer, registry.accounts, settings.auth.realm).middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024 + 1024)
     app[IN_FLIGHT] = in_flight
-    app[SERVICES] = Services.over(storage, options)
+    app[SERVICES] = registry
     app.on_response_prepare.append(add_common_headers)
+    app.on_startup.append(_ensure_admin)
     app.on_cleanup.append(_close_storage)
 
     route = app.router.add_route
@@ -41,7 +48,17 @@ def create_app(storage: StorageBackend, options: RegistryOptions | None = None) 
     route("PUT", f"/v2/{NAME}/manifests/{{reference}}", manifests.put_manifest)
     route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", manifests.delete_manifest)
     route("GET", f"/v2/{NAME}/referrers/{{digest}}", referrers.list_referrers)
+    if registry.signer is not None:
+        route("GET", "/token", token.get_token)
+        route("POST", "/token", token.post_token)
     return app
+
+
+async def _ensure_admin(app: web.Application) -> None:
+    registry = app[SERVICES]
+    auth = registry.settings.auth
+    if auth.enabled and auth.admin_user and auth.admin_password:
+        await registry.accounts.ensure_admin(auth.admin_user, auth.admin_password)
 
 
 async def _close_storage(app: web.Application) -> None:

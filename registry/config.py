@@ -61,12 +61,32 @@ class RegistryOptions(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    enabled: bool = False
+    pulls: int = Field(default=100, gt=0, description="manifest GETs allowed per client per window")
+    window: int = Field(default=21600, gt=0, description="seconds")
+
+
+class AuthSettings(BaseModel):
+    enabled: bool = False
+    admin_user: str | None = None
+    admin_password: str | None = None
+    default_visibility: Literal["private", "public"] = "private"
+    service: str = "dockyard"
+    issuer: str = "dockyard"
+    realm: str | None = Field(default=None, description="token endpoint URL in challenges; default <this host>/token")
+    token_key_file: Path | None = Field(default=None, description="PEM EC/RSA key shared by replicas")
+    token_ttl: int = Field(default=300, gt=0)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
     http: HttpSettings = HttpSettings()
     storage: StorageSettings = StorageSettings()
     registry: RegistryOptions = RegistryOptions()
+    auth: AuthSettings = AuthSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -126,4 +146,9 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         raise ConfigError(_one_line(error)) from None
     if settings.storage.backend == "s3" and not settings.storage.s3.bucket:
         raise ConfigError("storage.s3.bucket is required when storage.backend is s3")
+    auth = settings.auth
+    if auth.enabled and bool(auth.admin_user) != bool(auth.admin_password):
+        raise ConfigError("auth.admin_user and auth.admin_password go together")
+    if auth.token_key_file is not None and not auth.token_key_file.is_file():
+        raise ConfigError(f"auth.token_key_file {auth.token_key_file} does not exist")
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from storage_backends import StorageBackend
@@ -18,13 +19,16 @@ class Page:
 
 
 class Repositories:
-    def __init__(self, storage: StorageBackend) -> None:
+    def __init__(self, storage: StorageBackend, on_created: Callable[[str], Awaitable[object]] | None = None) -> None:
         self.storage = storage
+        self._on_created = on_created
 
     async def mark_exists(self, name: str) -> None:
         entry = layout.catalog_entry(name)
         if not await self.storage.exists(entry):
             await self.storage.put_bytes(entry, name.encode())
+            if self._on_created is not None:
+                await self._on_created(name)
 
     async def exists(self, name: str) -> bool:
         return await self.storage.exists(layout.catalog_entry(name))
@@ -33,10 +37,22 @@ class Repositories:
         if not await self.exists(name):
             raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name})
 
-    async def catalog(self, limit: int | None, last: str | None) -> Page:
+    async def catalog(
+        self, limit: int | None, last: str | None, visible: Callable[[str], Awaitable[bool]] | None = None
+    ) -> Page:
+        """Repository names after `last`; with `visible`, only those it accepts."""
         start_after = layout.catalog_key(last) if last else None
-        keys = await self.storage.list(layout.CATALOG, start_after=start_after, limit=None if limit is None else limit + 1)
-        return _page([layout.catalog_name(key) for key in keys], limit)
+        batch = None if limit is None else limit + 1
+        names: list[str] = []
+        while True:
+            keys = await self.storage.list(layout.CATALOG, start_after=start_after, limit=batch)
+            for key in keys:
+                name = layout.catalog_name(key)
+                if visible is None or await visible(name):
+                    names.append(name)
+            if batch is None or len(keys) < batch or len(names) > (limit or 0):
+                return _page(names, limit)
+            start_after = keys[-1]
 
     async def tags(self, name: str, limit: int | None, last: str | None) -> Page:
         await self.require(name)

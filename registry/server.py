@@ -51,7 +51,7 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    app = create_app(open_storage(settings), settings.registry)
+    app = create_app(open_storage(settings), settings)
     runner = web.AppRunner(
         app,
         shutdown_timeout=settings.http.shutdown_timeout,

@@ -9,7 +9,9 @@ from aiohttp import web
 from storage_backends import StorageBackend
 
 from .blobs import Blobs
-from .config import RegistryOptions
+from .config import RegistryOptions, Settings
+from .hub.accounts import Accounts
+from .hub.tokens import TokenSigner
 from .manifests import Manifests
 from .repositories import Repositories
 from .uploads import Uploads
@@ -18,23 +20,39 @@ from .uploads import Uploads
 @dataclass
 class Services:
     storage: StorageBackend
-    options: RegistryOptions
+    settings: Settings
     repositories: Repositories
     blobs: Blobs
     uploads: Uploads
     manifests: Manifests
+    accounts: Accounts
+    signer: TokenSigner | None
+    """Signs bearer tokens; None when auth is disabled."""
+
+    @property
+    def options(self) -> RegistryOptions:
+        return self.settings.registry
 
     @classmethod
-    def over(cls, storage: StorageBackend, options: RegistryOptions | None = None) -> Services:
-        repositories = Repositories(storage)
+    def over(cls, storage: StorageBackend, settings: Settings) -> Services:
+        accounts = Accounts(storage, settings.auth.default_visibility)
+        repositories = Repositories(storage, on_created=accounts.ensure_repository)
         blobs = Blobs(storage, repositories)
+        auth = settings.auth
+        signer = (
+            TokenSigner.from_file(auth.token_key_file, issuer=auth.issuer, service=auth.service, ttl=auth.token_ttl)
+            if auth.enabled
+            else None
+        )
         return cls(
             storage=storage,
-            options=options or RegistryOptions(),
+            settings=settings,
             repositories=repositories,
             blobs=blobs,
             uploads=Uploads(storage, blobs),
             manifests=Manifests(storage, blobs, repositories),
+            accounts=accounts,
+            signer=signer,
         )
 
 

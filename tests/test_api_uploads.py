@@ -241,9 +241,9 @@ async def test_empty_blob_upload(client):
 
 async def test_automatic_mount_can_be_turned_off(aiohttp_client, storage):
     from registry.app import create_app
-    from registry.config import RegistryOptions
+    from registry.config import RegistryOptions, Settings
 
-    client = await aiohttp_client(create_app(storage, RegistryOptions(automatic_mount=False)))
+    client = await aiohttp_client(create_app(storage, Settings(registry=RegistryOptions(automatic_mount=False))))
     blob = random_blob(500)
     await push_blob(client, "acme/base", blob)
     without_from = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest})

@@ -57,7 +57,7 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from registry.app import create_app
-from registry.config import RegistryOptions
+from registry.config import RegistryOptions, Settings
 from yarl import URL
 
 # -- constants of setup.go --------------------------------------------------------------------
@@ -1261,8 +1261,8 @@ async def run_conformance(conn: Conn, **options: Any) -> Suite:
 @pytest.mark.parametrize("delete_manifest_before_blobs", [True, False], ids=["manifests-first", "blobs-first"])
 async def test_conformance(aiohttp_client, storage, delete_manifest_before_blobs: bool, automatic_crossmount: bool | None) -> None:
     """The four workflows in order on a fresh registry, one spec tree variant per case."""
-    options = RegistryOptions(automatic_mount=automatic_crossmount is not False)
-    client = await aiohttp_client(create_app(storage, options))
+    settings = Settings(registry=RegistryOptions(automatic_mount=automatic_crossmount is not False))
+    client = await aiohttp_client(create_app(storage, settings))
     conn = Conn(client.session, f"http://{client.host}:{client.port}")
     await run_conformance(
         conn, delete_manifest_before_blobs=delete_manifest_before_blobs, automatic_crossmount=automatic_crossmount

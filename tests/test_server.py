@@ -62,6 +62,13 @@ async def test_settings_come_from_yaml_and_environment_with_env_winning(tmp_path
         stop_process(process)
 
 
+async def wait_until(condition, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
 async def slow_patch(host: str, port: int, path: str, parts: list[bytes], pause: float, started: asyncio.Event) -> tuple[int, bytes]:
     """A PATCH whose chunked body trickles in, as a slow client would send it."""
     reader, writer = await asyncio.open_connection(host, port)
@@ -86,14 +93,16 @@ async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path):
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{registry.url}/v2/acme/app/blobs/uploads/") as response:
                 location = response.headers["Location"]
-        parts = [os.urandom(64 * 1024) for _ in range(6)]
+        # The first part fills a write buffer, so bytes on disk prove the handler is running.
+        parts = [os.urandom(1100 * 1024)] + [os.urandom(64 * 1024) for _ in range(5)]
         started = asyncio.Event()
-        upload = asyncio.create_task(slow_patch(registry.host, registry.port, location, parts, 0.2, started))
+        upload = asyncio.create_task(slow_patch(registry.host, registry.port, location, parts, 0.3, started))
         await started.wait()
+        await wait_until(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "data").rglob(".data.append")))
         registry.process.send_signal(signal.SIGTERM)
-        status, raw = await asyncio.wait_for(upload, 20)
+        status, raw = await asyncio.wait_for(upload, 30)
         assert status == 202, raw
-        assert f"Range: 0-{6 * 64 * 1024 - 1}".encode() in raw
+        assert f"Range: 0-{sum(map(len, parts)) - 1}".encode() in raw
         assert registry.process.wait(20) == 0
     finally:
         stop_process(registry.process)
@@ -122,9 +131,10 @@ async def test_kill_9_mid_upload_leaves_store_consistent_and_upload_resumable(tm
             async with session.patch(f"{registry.url}{location}", data=first, headers={"Content-Range": f"0-{len(first) - 1}"}) as response:
                 assert response.status == 202
         started = asyncio.Event()
-        upload = asyncio.create_task(slow_patch(registry.host, registry.port, location, torn, 0.1, started))
+        upload = asyncio.create_task(slow_patch(registry.host, registry.port, location, torn, 0.2, started))
         await started.wait()
-        await asyncio.sleep(0.6)  # over 1 MiB of the second chunk is written, the chunk not finished
+        # Wait until part of the second chunk is on disk, the chunk not finished.
+        await wait_until(lambda: any(p.stat().st_size > len(first) for p in (tmp_path / "data").rglob(".data.append")))
         registry.process.send_signal(signal.SIGKILL)
         registry.process.wait(10)
         try:

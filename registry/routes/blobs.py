@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import requires
 from ..errors import RangeInvalid
 from ..http import empty_response, parse_digest, repository_name
 from ..sendfile import FileSliceResponse, Unsatisfiable, parse_range, stream_response
@@ -20,6 +21,7 @@ def _blob_headers(digest: str) -> dict[str, str]:
     }
 
 
+@requires("pull")
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repository_name(request)
     digest = parse_digest(request.match_info["digest"])
@@ -55,6 +57,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     )
 
 
+@requires("delete")
 async def delete_blob(request: web.Request) -> web.Response:
     name = repository_name(request)
     digest = parse_digest(request.match_info["digest"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import auth_context, requires, requires_catalog
 from ..http import next_link, pagination, repository_name
 from ..services import services
 
@@ -12,15 +13,17 @@ async def api_version(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+@requires_catalog
 async def catalog(request: web.Request) -> web.Response:
     limit, last = pagination(request)
-    page = await services(request).repositories.catalog(limit, last)
+    page = await services(request).repositories.catalog(limit, last, visible=auth_context(request).may_pull)
     headers = {}
     if page.more and limit and page.items:
         headers["Link"] = next_link("/v2/_catalog", limit, page.items[-1])
     return web.json_response({"repositories": page.items}, headers=headers)
 
 
+@requires("pull")
 async def tags_list(request: web.Request) -> web.Response:
     name = repository_name(request)
     limit, last = pagination(request)

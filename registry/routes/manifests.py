@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import requires
 from ..errors import ManifestTooLarge, ManifestUnknown
 from ..http import empty_response, repository_name
 from ..manifests import MAX_MANIFEST_SIZE, Reference, acceptable
@@ -22,6 +23,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+@requires("pull")
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])
@@ -42,6 +44,7 @@ async def get_manifest(request: web.Request) -> web.Response:
     return web.Response(status=200, body=manifest.body, headers=headers)
 
 
+@requires("push", also=("pull",))
 async def put_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.parse(request.match_info["reference"])
@@ -53,6 +56,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     return empty_response(201, headers)
 
 
+@requires("delete")
 async def delete_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])

@@ -8,10 +8,12 @@ from aiohttp import web
 
 from ocispec import mediatypes
 
+from ..auth import requires
 from ..http import parse_digest, repository_name
 from ..services import services
 
 
+@requires("pull")
 async def list_referrers(request: web.Request) -> web.Response:
     name = repository_name(request)
     subject = parse_digest(request.match_info["digest"])

@@ -6,6 +6,7 @@ import re
 
 from aiohttp import web
 
+from ..auth import auth_context, requires
 from ..blobs import BlobInfo
 from ..errors import BlobUploadInvalid
 from ..http import empty_response, parse_digest, parse_name, repository_name, request_body
@@ -43,6 +44,7 @@ def _content_range(request: web.Request) -> tuple[int | None, int | None]:
     return start, length
 
 
+@requires("push", also=("pull",))
 async def start_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     registry = services(request)
@@ -51,7 +53,14 @@ async def start_upload(request: web.Request) -> web.Response:
     if "mount" in query:
         digest = parse_digest(query.get("mount"), "mount")
         source = parse_name(query["from"]) if query.get("from") else None
-        if source is not None or registry.options.automatic_mount:
+        caller = auth_context(request)
+        if source is not None:
+            allowed = caller.token_allows("repository", source, "pull")
+        else:
+            # Without `from`, the blob could come from any repository: with access control on,
+            # that would let a caller link private content by digest alone.
+            allowed = registry.options.automatic_mount and not caller.enabled
+        if allowed:
             mounted = await registry.blobs.mount(name, digest, source)
             if mounted is not None:
                 return _created(name, mounted)
@@ -64,12 +73,14 @@ async def start_upload(request: web.Request) -> web.Response:
     return _in_progress(await registry.uploads.start(name))
 
 
+@requires("push", also=("pull",))
 async def upload_status(request: web.Request) -> web.Response:
     name = repository_name(request)
     status = await services(request).uploads.status(name, request.match_info["upload_id"])
     return _in_progress(status, 204)
 
 
+@requires("push", also=("pull",))
 async def upload_chunk(request: web.Request) -> web.Response:
     name = repository_name(request)
     start, length = _content_range(request)
@@ -79,6 +90,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
     return _in_progress(status)
 
 
+@requires("push", also=("pull",))
 async def finish_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     digest = parse_digest(request.query.get("digest"))
@@ -92,6 +104,7 @@ async def finish_upload(request: web.Request) -> web.Response:
     return _created(name, blob)
 
 
+@requires("push", also=("pull",))
 async def cancel_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     await services(request).uploads.cancel(name, request.match_info["upload_id"])

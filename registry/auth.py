@@ -1,0 +1,136 @@
+"""Access control on the distribution API with Docker bearer tokens.
+
+Handlers declare what they need with `@requires(...)`; the middleware checks the request's
+bearer token against it. No token, or an invalid one: 401 with a `WWW-Authenticate: Bearer`
+challenge naming the scope. A valid token lacking the action: 401 again when the caller could
+be granted it (the client then fetches a token with that scope), else 403 DENIED.
+With `auth.enabled` false every request is allowed, as a bare registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .errors import Denied, Unauthorized
+from .hub.accounts import Accounts
+from .hub.models import User
+from .hub.permissions import repository_actions
+from .hub.tokens import InvalidToken, Scope, TokenSigner, granted_actions
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+ScopeOf = Callable[[web.Request], Scope | None]
+ACCESS_ATTRIBUTE = "__dockyard_scope__"
+
+
+def requires(action: str, *, also: tuple[str, ...] = (), name_key: str = "name") -> Callable[[H], H]:
+    """The handler acts on the repository in `match_info[name_key]` with `action`.
+
+    `also` lists actions to ask for in the challenge besides (docker asks pull,push to push).
+    """
+
+    def scope_of(request: web.Request) -> Scope:
+        return Scope("repository", request.match_info[name_key], frozenset({action, *also}))
+
+    def decorate(handler: H) -> H:
+        setattr(handler, ACCESS_ATTRIBUTE, (scope_of, action))
+        return handler
+
+    return decorate
+
+
+def requires_catalog(handler: H) -> H:
+    setattr(handler, ACCESS_ATTRIBUTE, (lambda request: Scope("registry", "catalog", frozenset({"*"})), "*"))
+    return handler
+
+
+@dataclass
+class AuthContext:
+    """Who is calling, as far as the handlers need to know."""
+
+    enabled: bool
+    subject: str | None = None
+    claims: dict[str, Any] | None = None
+    accounts: Accounts | None = None
+
+    def token_allows(self, kind: str, name: str, action: str) -> bool:
+        return not self.enabled or (self.claims is not None and action in granted_actions(self.claims, kind, name))
+
+    async def user(self) -> User | None:
+        if not self.enabled or not self.subject or self.accounts is None:
+            return None
+        return await self.accounts.user(self.subject)
+
+    async def may_pull(self, repository: str) -> bool:
+        """Pull permission checked against the accounts (for listings, which a token cannot enumerate)."""
+        if not self.enabled:
+            return True
+        assert self.accounts is not None
+        return "pull" in await repository_actions(self.accounts, await self.user(), repository)
+
+
+AUTH = "dockyard.auth"
+OPEN = AuthContext(enabled=False)
+
+
+def auth_context(request: web.Request) -> AuthContext:
+    return request.get(AUTH, OPEN)
+
+
+class Authenticator:
+    def __init__(self, signer: TokenSigner, accounts: Accounts, realm: str | None) -> None:
+        self.signer = signer
+        self.accounts = accounts
+        self.realm = realm
+
+    def challenge(self, request: web.Request, scope: Scope | None, error: str | None = None) -> str:
+        realm = self.realm or f"{request.scheme}://{request.host}/token"
+        parts = [f'realm="{realm}"', f'service="{self.signer.service}"']
+        if scope is not None:
+            parts.append(f'scope="{scope}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return "Bearer " + ",".join(parts)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/v2"):
+            return await handler(request)
+        declared = getattr(request.match_info.handler, ACCESS_ATTRIBUTE, None)
+        scope_of, action = declared if declared else (lambda _request: None, None)
+        scope = scope_of(request)
+
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise Unauthorized(
+                "authentication required",
+                detail=[scope.claim()] if scope else None,
+                headers={"WWW-Authenticate": self.challenge(request, scope)},
+            )
+        try:
+            claims = self.signer.verify(header[7:].strip())
+        except InvalidToken as error:
+            raise Unauthorized(
+                f"invalid bearer token: {error}",
+                headers={"WWW-Authenticate": self.challenge(request, scope, "invalid_token")},
+            ) from None
+        context = AuthContext(True, claims.get("sub") or None, claims, self.accounts)
+
+        if scope is not None and action is not None and action not in granted_actions(claims, scope.type, scope.name):
+            if scope.type == "repository" and action in await repository_actions(
+                self.accounts, await context.user(), scope.name
+            ):
+                raise Unauthorized(
+                    f"token does not grant {action} on {scope.name}",
+                    headers={"WWW-Authenticate": self.challenge(request, scope, "insufficient_scope")},
+                )
+            raise Denied(
+                f"requested access to {scope.type} {scope.name!r} is denied ({action})",
+                detail=[scope.claim()],
+            )
+        request[AUTH] = context
+        return await handler(request)

@@ -1,0 +1,227 @@
+"""Users, organizations, personal access tokens and repository settings, kept in storage.
+
+Layout under the backend: `hub/users/<name>.json`, `hub/orgs/<name>.json`,
+`hub/tokens/<user>/<id>.json`, `hub/refresh/<sha256 of token>.json`,
+`hub/repos/<name with / as +>.json`. Users and organizations share one namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+from typing import TypeVar
+
+import bcrypt
+from pydantic import BaseModel
+
+from storage_backends import ObjectNotFound, StorageBackend
+
+from .models import (
+    RESERVED_NAMES,
+    AccessToken,
+    Organization,
+    RepositorySettings,
+    Role,
+    User,
+    Visibility,
+    validate_account_name,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+TOKEN_PREFIX = "dkp_"
+
+
+class HubError(Exception):
+    """A request the Hub refuses; `status` is the HTTP status to answer with."""
+
+    status = 400
+
+
+class NotFound(HubError):
+    status = 404
+
+
+class Conflict(HubError):
+    status = 409
+
+
+def _repo_key(name: str) -> str:
+    return name.replace("/", "+")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, storage: StorageBackend, default_visibility: Visibility = "private") -> None:
+        self.storage = storage
+        self.default_visibility = default_visibility
+
+    # -- storage helpers ---------------------------------------------------------------------
+    async def _load(self, key: str, model: type[Model]) -> Model | None:
+        try:
+            return model.model_validate_json(await self.storage.get_bytes(key))
+        except ObjectNotFound:
+            return None
+
+    async def _save(self, key: str, record: BaseModel) -> None:
+        await self.storage.put_bytes(key, record.model_dump_json().encode())
+
+    # -- users -----------------------------------------------------------------------------
+    async def user(self, name: str) -> User | None:
+        try:
+            validate_account_name(name)
+        except ValueError:
+            return None
+        return await self._load(f"hub/users/{name}.json", User)
+
+    async def organization(self, name: str) -> Organization | None:
+        try:
+            validate_account_name(name)
+        except ValueError:
+            return None
+        return await self._load(f"hub/orgs/{name}.json", Organization)
+
+    async def create_user(self, name: str, password: str, *, admin: bool = False) -> User:
+        validate_account_name(name)
+        if name in RESERVED_NAMES:
+            raise Conflict(f"{name!r} is a reserved name")
+        if await self.user(name) or await self.organization(name):
+            raise Conflict(f"the name {name!r} is taken")
+        user = User(name=name, password_hash=await _hash_password(password), admin=admin)
+        await self._save(f"hub/users/{name}.json", user)
+        return user
+
+    async def set_password(self, name: str, password: str) -> None:
+        user = await self.require_user(name)
+        user.password_hash = await _hash_password(password)
+        await self._save(f"hub/users/{name}.json", user)
+
+    async def set_admin(self, name: str, admin: bool) -> None:
+        user = await self.require_user(name)
+        user.admin = admin
+        await self._save(f"hub/users/{name}.json", user)
+
+    async def require_user(self, name: str) -> User:
+        user = await self.user(name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        return user
+
+    async def ensure_admin(self, name: str, password: str) -> None:
+        """The configured initial admin exists with that password."""
+        user = await self.user(name)
+        if user is None:
+            await self.create_user(name, password, admin=True)
+            return
+        if not user.admin or not await _check_password(password, user.password_hash):
+            user.admin = True
+            user.password_hash = await _hash_password(password)
+            await self._save(f"hub/users/{name}.json", user)
+
+    async def users(self) -> list[str]:
+        return [name.removesuffix(".json") for name in await self.storage.list("hub/users")]
+
+    async def authenticate(self, name: str, secret: str) -> User | None:
+        """The user whose password, or one of whose personal access tokens, is `secret`."""
+        user = await self.user(name)
+        if user is None:
+            await _hash_password(secret)  # same cost whether or not the user exists
+            return None
+        if secret.startswith(TOKEN_PREFIX):
+            return user if await self._token_matches(name, secret) else None
+        return user if await _check_password(secret, user.password_hash) else None
+
+    # -- personal access tokens ----------------------------------------------------------------
+    async def create_token(self, user: str, name: str) -> tuple[AccessToken, str]:
+        await self.require_user(user)
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        record = AccessToken(id=token_id, user=user, name=name, secret_hash=_sha256(secret))
+        await self._save(f"hub/tokens/{user}/{token_id}.json", record)
+        return record, f"{TOKEN_PREFIX}{token_id}_{secret}"
+
+    async def tokens(self, user: str) -> list[AccessToken]:
+        names = await self.storage.list(f"hub/tokens/{user}")
+        records = await asyncio.gather(*(self._load(f"hub/tokens/{user}/{name}", AccessToken) for name in names))
+        return [record for record in records if record is not None]
+
+    async def revoke_token(self, user: str, token_id: str) -> None:
+        if not token_id.isalnum() or not await self.storage.delete(f"hub/tokens/{user}/{token_id}.json"):
+            raise NotFound(f"user {user!r} has no token {token_id!r}")
+
+    async def _token_matches(self, user: str, presented: str) -> bool:
+        token_id, _, secret = presented.removeprefix(TOKEN_PREFIX).partition("_")
+        if not token_id.isalnum() or not secret:
+            return False
+        record = await self._load(f"hub/tokens/{user}/{token_id}.json", AccessToken)
+        return record is not None and hmac.compare_digest(record.secret_hash, _sha256(secret))
+
+    # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
+    async def create_refresh_token(self, user: str) -> str:
+        token = secrets.token_urlsafe(32)
+        await self.storage.put_bytes(f"hub/refresh/{_sha256(token)}.json", json.dumps({"user": user}).encode())
+        return token
+
+    async def refresh_token_user(self, token: str) -> User | None:
+        try:
+            record = json.loads(await self.storage.get_bytes(f"hub/refresh/{_sha256(token)}.json"))
+        except ObjectNotFound:
+            return None
+        return await self.user(record["user"])
+
+    # -- organizations ---------------------------------------------------------------------
+    async def create_organization(self, name: str, owner: str) -> Organization:
+        validate_account_name(name)
+        if name in RESERVED_NAMES:
+            raise Conflict(f"{name!r} is a reserved name")
+        if await self.user(name) or await self.organization(name):
+            raise Conflict(f"the name {name!r} is taken")
+        await self.require_user(owner)
+        org = Organization(name=name, members={owner: "admin"})
+        await self._save(f"hub/orgs/{name}.json", org)
+        return org
+
+    async def require_organization(self, name: str) -> Organization:
+        org = await self.organization(name)
+        if org is None:
+            raise NotFound(f"no organization {name!r}")
+        return org
+
+    async def set_member(self, org_name: str, user: str, role: Role | None) -> Organization:
+        org = await self.require_organization(org_name)
+        if role is None:
+            if org.members.pop(user, None) is None:
+                raise NotFound(f"{user!r} is not a member of {org_name!r}")
+        else:
+            await self.require_user(user)
+            org.members[user] = role
+        await self._save(f"hub/orgs/{org_name}.json", org)
+        return org
+
+    # -- repository settings ---------------------------------------------------------------
+    async def repository(self, name: str) -> RepositorySettings | None:
+        return await self._load(f"hub/repos/{_repo_key(name)}.json", RepositorySettings)
+
+    async def save_repository(self, settings: RepositorySettings) -> None:
+        await self._save(f"hub/repos/{_repo_key(settings.name)}.json", settings)
+
+    async def ensure_repository(self, name: str) -> RepositorySettings:
+        """Settings of a repository, created with the default visibility on first push."""
+        settings = await self.repository(name)
+        if settings is None:
+            settings = RepositorySettings(name=name, visibility=self.default_visibility)
+            await self.save_repository(settings)
+        return settings
+
+
+async def _hash_password(password: str) -> str:
+    return (await asyncio.to_thread(bcrypt.hashpw, password.encode()[:72], bcrypt.gensalt(rounds=10))).decode()
+
+
+async def _check_password(password: str, hashed: str) -> bool:
+    return await asyncio.to_thread(bcrypt.checkpw, password.encode()[:72], hashed.encode())

@@ -1,0 +1,109 @@
+"""Docker registry bearer tokens: scopes, and the JWTs that grant them.
+
+Tokens follow the Docker token-auth spec (docs/spec/auth/jwt.md): claims `iss`, `sub`, `aud`,
+`exp`, `nbf`, `iat`, `jti` and `access: [{type, name, actions}]`, signed with the key from
+configuration (`auth.token_key_file`, shared by replicas) using ES256 or RS256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Scope:
+    """`repository:<name>:<actions>` or `registry:catalog:*`."""
+
+    type: str
+    name: str
+    actions: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        kind, _, rest = text.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if not kind or not name or not actions:
+            raise ValueError(f"invalid scope {text!r}: expected type:name:actions")
+        return cls(kind, name, frozenset(action for action in actions.split(",") if action))
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
+
+    def claim(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "actions": sorted(self.actions)}
+
+
+class InvalidToken(Exception):
+    """A bearer token that is expired, forged, for another audience, or malformed."""
+
+
+class TokenSigner:
+    def __init__(self, private_key: Any, *, issuer: str, service: str, ttl: int) -> None:
+        self.issuer = issuer
+        self.service = service
+        self.ttl = ttl
+        self._private_key = private_key
+        self._public_key = private_key.public_key()
+        self.algorithm = "ES256" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS256"
+        public_der = self._public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.key_id = hashlib.sha256(public_der).hexdigest()[:32]
+
+    @classmethod
+    def from_file(cls, path: Path | None, **options: Any) -> TokenSigner:
+        """The configured key, or (single process only) a key generated for this run."""
+        if path is None:
+            return cls(ec.generate_private_key(ec.SECP256R1()), **options)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ValueError(f"{path}: token key must be an EC (P-256) or RSA private key")
+        return cls(key, **options)
+
+    def issue(self, subject: str, scopes: list[Scope]) -> tuple[str, int]:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_hex(16),
+            "access": [scope.claim() for scope in scopes],
+        }
+        token = jwt.encode(claims, self._private_key, algorithm=self.algorithm, headers={"kid": self.key_id})
+        return token, self.ttl
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                self._public_key,
+                algorithms=[self.algorithm],
+                audience=self.service,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "aud", "iss", "sub"]},
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+
+
+def granted_actions(claims: dict[str, Any], kind: str, name: str) -> frozenset[str]:
+    actions: set[str] = set()
+    for entry in claims.get("access") or []:
+        if isinstance(entry, dict) and entry.get("type") == kind and entry.get("name") == name:
+            actions.update(str(action) for action in entry.get("actions") or [])
+    return frozenset(actions)

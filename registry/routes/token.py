@@ -1,0 +1,123 @@
+"""The Docker token endpoint: GET (Basic or anonymous) and the OAuth2 POST form.
+
+Grants the intersection of the requested and the permitted actions; a partial grant is still
+a 200 with fewer actions, as the token spec says.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from ocispec.names import InvalidName, validate_repository
+
+from ..hub.models import User
+from ..hub.permissions import repository_actions
+from ..hub.tokens import Scope
+from ..services import services
+
+
+def _oauth_error(status: int, error: str, description: str) -> web.Response:
+    return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+def _unauthorized(description: str) -> web.Response:
+    body = {"errors": [{"code": "UNAUTHORIZED", "message": description}], "error": "invalid_grant"}
+    return web.json_response(body, status=401, headers={"WWW-Authenticate": 'Basic realm="dockyard"'})
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "")
+    return username, password
+
+
+async def _grant(request: web.Request, user: User | None, requested: list[str]) -> list[Scope]:
+    accounts = services(request).accounts
+    granted: list[Scope] = []
+    for text in requested:
+        try:
+            scope = Scope.parse(text)
+        except ValueError:
+            continue
+        if scope.type == "repository":
+            try:
+                validate_repository(scope.name)
+            except InvalidName:
+                continue
+            allowed = await repository_actions(accounts, user, scope.name)
+            if "admin" in allowed:
+                allowed = allowed | {"*"}
+            actions = scope.actions & allowed
+        elif scope.type == "registry" and scope.name == "catalog":
+            actions = scope.actions & {"*"}
+        else:
+            actions = frozenset()
+        granted.append(Scope(scope.type, scope.name, actions))
+    return granted
+
+
+async def _token_response(request: web.Request, user: User | None, scopes: list[str], offline: bool) -> web.Response:
+    registry = services(request)
+    assert registry.signer is not None
+    granted = await _grant(request, user, scopes)
+    token, ttl = registry.signer.issue(user.name if user else "", granted)
+    body = {
+        "token": token,
+        "access_token": token,
+        "expires_in": ttl,
+        "issued_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    if offline and user is not None:
+        body["refresh_token"] = await registry.accounts.create_refresh_token(user.name)
+    return web.json_response(body)
+
+
+def _check_service(request: web.Request, service: str | None) -> web.Response | None:
+    expected = services(request).signer.service  # type: ignore[union-attr]
+    if service and service != expected:
+        return _oauth_error(400, "invalid_request", f"unknown service {service!r}; this is {expected!r}")
+    return None
+
+
+async def get_token(request: web.Request) -> web.Response:
+    if (problem := _check_service(request, request.query.get("service"))) is not None:
+        return problem
+    user: User | None = None
+    credentials = _basic_credentials(request)
+    if credentials is not None:
+        user = await services(request).accounts.authenticate(*credentials)
+        if user is None:
+            return _unauthorized("incorrect username or password")
+    offline = request.query.get("offline_token", "").lower() == "true"
+    return await _token_response(request, user, request.query.getall("scope", []), offline)
+
+
+async def post_token(request: web.Request) -> web.Response:
+    form = await request.post()
+    if (problem := _check_service(request, str(form.get("service") or ""))) is not None:
+        return problem
+    accounts = services(request).accounts
+    grant_type = form.get("grant_type")
+    if grant_type == "password":
+        user = await accounts.authenticate(str(form.get("username", "")), str(form.get("password", "")))
+        if user is None:
+            return _unauthorized("incorrect username or password")
+    elif grant_type == "refresh_token":
+        user = await accounts.refresh_token_user(str(form.get("refresh_token", "")))
+        if user is None:
+            return _unauthorized("refresh token is invalid or revoked")
+    else:
+        return _oauth_error(400, "unsupported_grant_type", "grant_type must be password or refresh_token")
+    scopes = str(form.get("scope", "")).split()
+    offline = form.get("access_type") == "offline"
+    response = await _token_response(request, user, scopes, offline)
+    return response
