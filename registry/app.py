@@ -9,7 +9,8 @@ from storage_backends import StorageBackend
 from .auth import Authenticator
 from .config import Settings
 from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
-from .routes import blobs, listing, manifests, referrers, token, uploads
+from .routes import blobs, listing, manifests, referrers, search, token, uploads
+from .routes.admin import add_admin_routes, admin_errors
 from .services import SERVICES, Services
 
 NAME = "{name:[^{}]+?}"
@@ -19,7 +20,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     settings = settings or Settings()
     registry = Services.over(storage, settings)
     in_flight = InFlight()
-    middlewares = [in_flight.middleware, errors_middleware]
+    middlewares = [in_flight.middleware, errors_middleware, admin_errors]
     if registry.signer is not None:
         middlewares.append(Authenticator(registry.signer, registry.accounts, settings.auth.realm).middleware)
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024 + 1024)
@@ -48,6 +49,8 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     route("PUT", f"/v2/{NAME}/manifests/{{reference}}", manifests.put_manifest)
     route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", manifests.delete_manifest)
     route("GET", f"/v2/{NAME}/referrers/{{digest}}", referrers.list_referrers)
+    route("GET", "/v1/search", search.search)
+    add_admin_routes(app)
     if registry.signer is not None:
         route("GET", "/token", token.get_token)
         route("POST", "/token", token.post_token)

@@ -73,7 +73,7 @@ class AuthContext:
         return "pull" in await repository_actions(self.accounts, await self.user(), repository)
 
 
-AUTH = "dockyard.auth"
+AUTH = web.RequestKey("auth", AuthContext)
 OPEN = AuthContext(enabled=False)
 
 

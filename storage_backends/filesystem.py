@@ -52,7 +52,8 @@ class FilesystemBackend(StorageBackend):
     # -- whole objects -------------------------------------------------------------------
     async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._full(path)
-        temporary = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        # A short temporary name: the target's own name may already be near NAME_MAX (255).
+        temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         fd = await asyncio.to_thread(os.open, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         size = 0
@@ -65,6 +66,7 @@ class FilesystemBackend(StorageBackend):
         except BaseException:
             os.close(fd)
             temporary.unlink(missing_ok=True)
+            self._prune_empty_parents(target.parent)
             raise
         os.close(fd)
         await asyncio.to_thread(self._publish, temporary, target)
@@ -131,7 +133,7 @@ class FilesystemBackend(StorageBackend):
         full = self._full(path)
         try:
             await asyncio.to_thread(full.unlink)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return False
         await asyncio.to_thread(self._prune_empty_parents, full.parent)
         return True
@@ -160,6 +162,7 @@ class FilesystemBackend(StorageBackend):
             except FileNotFoundError:
                 raise ObjectNotFound(source) from None
             _fsync_dir(dst.parent)
+            self._prune_empty_parents(src.parent)
 
         await asyncio.to_thread(rename)
 
@@ -234,6 +237,7 @@ class FilesystemBackend(StorageBackend):
 
         def publish() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
+            source.parent.mkdir(parents=True, exist_ok=True)  # nothing appended yet: commit an empty object
             size = self._committed_size(path)
             fd = os.open(source, os.O_WRONLY | os.O_CREAT, 0o644)
             try:

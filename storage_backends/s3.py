@@ -18,8 +18,9 @@ filling a part becomes one PutObject, a longer one a multipart upload of `part_s
 created directly on the final key. S3 makes the object visible only when PutObject or
 CompleteMultipartUpload succeeds, and then whole, so readers see the old object or the new one.
 A failing stream aborts the multipart upload (old object untouched). `move` is a server-side copy
-(CopyObject, or UploadPartCopy ranges above 5 GiB) followed by a delete of the source: the
-destination appears atomically, but source and destination briefly coexist (S3 has no rename).
+(CopyObject; parallel UploadPartCopy ranges above `COPY_PART_SIZE`) followed by a delete of the
+source: the destination appears atomically, but both briefly coexist (S3 has no rename).
+`delete` is HeadObject then DeleteObject, since S3's delete does not say whether a key existed.
 
 Appendable objects (chunked blob uploads)
 -----------------------------------------
@@ -50,16 +51,19 @@ describes exactly the previous bytes. Replaced tail pieces are deleted afterward
 Any replica can continue: everything is in the bucket, nothing in process memory.
 
 `commit_append(path, destination)` creates a multipart upload directly on `destination`, copies
-each segment into it server-side (UploadPartCopy, ranges of at most 5 GiB, conditional on the
-recorded ETag, in parallel), uploads the tail bytes (< 5 MiB) as the last part and completes it.
-Every part but the last is >= 5 MiB by construction. CompleteMultipartUpload is atomic: the
-destination appears whole, with all appended bytes, or not at all (an old destination stays
-until then); a commit interrupted before completion leaves only an invisible unfinished
-multipart upload (configure the bucket's AbortIncompleteMultipartUpload lifecycle rule). There is
-no temporary object and no second copy. Uploads with only tail bytes are committed with one
-PutObject, a single segment of <= 5 GiB with one CopyObject, and more than 10 000 parts are
-composed in two levels through scratch objects. The hidden directory is deleted afterwards.
-`abort_append` deletes the hidden directory.
+each segment into it server-side (UploadPartCopy, in parallel, ranges of `COPY_PART_SIZE` to
+5 GiB, conditional on the ETag recorded in the state), uploads the tail bytes (< 5 MiB) as the
+last part and completes it. Every part but the last is >= 5 MiB by construction.
+CompleteMultipartUpload is atomic: the destination appears whole, with all appended bytes, or
+not at all (an old destination stays until then). A commit interrupted before completion leaves
+an invisible unfinished multipart upload (configure the bucket's AbortIncompleteMultipartUpload
+lifecycle rule) and the intact append state, so it can simply be retried. Completing directly on
+the destination means no temporary object and no extra copy: each byte is stored twice in all
+(segment, then destination), which any S3 design pays, because the destination (the digest) is
+known only at the end and a multipart upload's key is fixed when it is created. Uploads with only
+tail bytes are committed with one PutObject, a single segment of <= `COPY_PART_SIZE` with one
+CopyObject, and more than 10 000 parts are composed in levels through scratch objects. The
+hidden directory is deleted afterwards. `abort_append` deletes the hidden directory.
 
 Limits: one `put` or one `append` call streams at most 10 000 parts of `part_size` (78 GiB at the
 default 8 MiB). Two replicas appending to the same upload *at the same time* (a client error)
@@ -82,9 +86,9 @@ import json
 import math
 import threading
 import uuid
-from contextlib import aclosing
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -101,6 +105,7 @@ GiB = 1024 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part of a multipart upload but the last
 MAX_PART_SIZE = 5 * GiB  # S3's maximum for one part, and for a single CopyObject
 MAX_PARTS = 10_000
+COPY_PART_SIZE = 512 * MiB  # server-side copies above this go as parallel UploadPartCopy ranges
 DEFAULT_PART_SIZE = 8 * MiB
 READ_CHUNK = 1 * MiB
 MAX_TAIL_PIECES = 32
@@ -208,6 +213,7 @@ class S3Backend(StorageBackend):
         # Tunables, overridden by tests to exercise paging and multi-level composition.
         self._page_size = LIST_PAGE
         self._max_parts = MAX_PARTS
+        self._copy_part_size = COPY_PART_SIZE
 
     # -- plumbing ----------------------------------------------------------------------------
     def _s3(self) -> Any:
@@ -280,8 +286,10 @@ class S3Backend(StorageBackend):
                     if upload_id is None:
                         created = await self._call("create_multipart_upload", path, Key=key)
                         upload_id = created["UploadId"]
-                    parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, bytes(buffer[:part_size])))
+                    part = bytes(memoryview(buffer)[:part_size])  # one copy, then the buffer shrinks
                     del buffer[:part_size]
+                    parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, part))
+                    del part
             if upload_id is None:
                 response = await self._call("put_object", path, Key=key, Body=bytes(buffer))
                 return size, response["ETag"]
@@ -504,8 +512,9 @@ class S3Backend(StorageBackend):
             new = _AppendState(state.size + written - state.tail_size, [*state.segments, segment], [])
         # The commit point: until this PutObject succeeds the old state describes the object.
         await self._call("put_object", path, Key=base + "state.json", Body=new.encode())
-        for piece in replaced:
-            await self._call_shielded("delete_object", path, Key=base + piece["name"])
+        if replaced:  # no longer named by the state; a failure here only leaves hidden garbage
+            objects = [{"Key": base + piece["name"]} for piece in replaced]
+            await self._call_shielded("delete_objects", path, Delete={"Objects": objects, "Quiet": True})
         return new.size
 
     async def append_size(self, path: str) -> int:
@@ -546,17 +555,27 @@ class S3Backend(StorageBackend):
     ) -> None:
         """Make `key` the concatenation of `objects` (each >= 5 MiB but the last) and `last`.
 
-        One atomic CopyObject or CompleteMultipartUpload creates `key`. Objects above 5 GiB are
-        copied in ranges; more than `_max_parts` parts go through scratch objects first.
+        One atomic CopyObject or CompleteMultipartUpload creates `key`. Objects above
+        `COPY_PART_SIZE` are copied as several ranges in parallel (each at least
+        `COPY_PART_SIZE`, at most 5 GiB); more than `_max_parts` parts go through scratch
+        objects first.
         """
         sources: list[_Source] = []
         for object_key, size, etag in objects:
             if size == 0:  # only ever alone: `move` of an empty object
                 sources.append(_Source(object_key, 0, -1, etag))
                 continue
-            step = math.ceil(size / math.ceil(size / MAX_PART_SIZE))
-            for start in range(0, size, step):
-                sources.append(_Source(object_key, start, min(size, start + step) - 1, etag))
+            # `count` ranges of `size // count` or one byte more: each >= piece (>= 5 MiB unless the
+            # object is smaller than that) and < 2 * piece <= 5 GiB; count <= 1000, or <= 2048
+            # for S3's largest object (5 TiB), well under 10 000 parts.
+            piece = min(MAX_PART_SIZE // 2, max(self._copy_part_size, math.ceil(size / 1000)))
+            count = max(1, size // piece)
+            length, longer = divmod(size, count)
+            start = 0
+            for index in range(count):
+                end = start + length + (1 if index < longer else 0)
+                sources.append(_Source(object_key, start, end - 1, etag))
+                start = end
         if len(sources) == 1 and not last and sources[0].start == 0:
             source = sources[0]
             copy_source = {"Bucket": self.bucket, "Key": source.key}

@@ -283,3 +283,14 @@ async def test_same_manifest_in_two_repositories_stored_once(client, storage):
     assert manifest_path.read_bytes() == image.manifest
     await client.delete(f"/v2/acme/one/manifests/{image.digest}")
     assert await (await client.get("/v2/acme/two/manifests/v1")).read() == image.manifest
+
+
+async def test_longest_repository_name_works_end_to_end(client):
+    name = "/".join(["deep"] * 40 + ["x" * 55])
+    assert len(name) == 255
+    image = random_image()
+    await push_image(client, name, image, "v1")
+    assert await (await client.get(f"/v2/{name}/manifests/v1")).read() == image.manifest
+    assert name in (await (await client.get("/v2/_catalog")).json())["repositories"]
+    too_long = await client.get(f"/v2/{name}x/tags/list")
+    assert too_long.status == 400

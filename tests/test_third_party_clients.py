@@ -518,13 +518,6 @@ def test_skopeo_repository_names_like_api_paths(tools: Tools, images: BuiltImage
     assert status == 200 and json.loads(catalog)["repositories"] == sorted(names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="registry bug: the filesystem backend's temporary file for a flat per-repository key "
-    "(catalog/<name with / as +>, hub/repos/<key>.json) is '.<key>.tmp-<32 hex>', which passes "
-    "NAME_MAX (255) for names longer than ~212 characters: the first blob push answers 500",
-)
 def test_skopeo_longest_repository_name(tools: Tools, images: BuiltImages, tmp_path: Path) -> None:
     """The longest name a client sends to this host: `host/name` is capped at 255 characters."""
     prefix = "/".join(["deep"] * 20 + ["x" * 60])

@@ -1,8 +1,10 @@
 """Users, organizations, personal access tokens and repository settings, kept in storage.
 
 Layout under the backend: `hub/users/<name>.json`, `hub/orgs/<name>.json`,
-`hub/tokens/<user>/<id>.json`, `hub/refresh/<sha256 of token>.json`,
-`hub/repos/<name with / as +>.json`. Users and organizations share one namespace.
+`hub/tokens/<user>/<id>.json`, `hub/refresh/<sha256 of token>.json`, and each repository's
+settings beside its content at `repositories/<name>/_settings.json` (a name may be 255
+characters, too long for any suffix in one file name). Users and organizations share one
+namespace.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pydantic import BaseModel
 
 from storage_backends import ObjectNotFound, StorageBackend
 
+from ..layout import CATALOG, catalog_name
+from .search import SearchIndex
 from .models import (
     RESERVED_NAMES,
     AccessToken,
@@ -48,8 +52,8 @@ class Conflict(HubError):
     status = 409
 
 
-def _repo_key(name: str) -> str:
-    return name.replace("/", "+")
+def _settings_key(name: str) -> str:
+    return f"repositories/{name}/_settings.json"
 
 
 def _sha256(text: str) -> str:
@@ -60,6 +64,7 @@ class Accounts:
     def __init__(self, storage: StorageBackend, default_visibility: Visibility = "private") -> None:
         self.storage = storage
         self.default_visibility = default_visibility
+        self.search = SearchIndex(storage)
 
     # -- storage helpers ---------------------------------------------------------------------
     async def _load(self, key: str, model: type[Model]) -> Model | None:
@@ -205,10 +210,17 @@ class Accounts:
 
     # -- repository settings ---------------------------------------------------------------
     async def repository(self, name: str) -> RepositorySettings | None:
-        return await self._load(f"hub/repos/{_repo_key(name)}.json", RepositorySettings)
+        return await self._load(_settings_key(name), RepositorySettings)
 
     async def save_repository(self, settings: RepositorySettings) -> None:
-        await self._save(f"hub/repos/{_repo_key(settings.name)}.json", settings)
+        await self._save(_settings_key(settings.name), settings)
+        await self.search.update(settings)
+
+    async def all_repositories(self) -> list[RepositorySettings]:
+        """Settings of every repository in the catalog (for re-indexing; walks them all)."""
+        names = [catalog_name(key) for key in await self.storage.list(CATALOG)]
+        records = await asyncio.gather(*(self.repository(name) for name in names))
+        return [record for record in records if record is not None]
 
     async def ensure_repository(self, name: str) -> RepositorySettings:
         """Settings of a repository, created with the default visibility on first push."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 Role = Literal["read", "write", "admin"]
 Visibility = Literal["public", "private"]
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-RESERVED_NAMES = frozenset({"library", "v2", "api", "token", "admin", "_catalog"})
+RESERVED_NAMES = frozenset({"library", "v1", "v2", "api", "token"})
 
 
 def validate_account_name(value: str) -> str:

@@ -1,0 +1,115 @@
+"""Offline management commands of `dockyard-registry` (users, tokens, orgs, repositories).
+
+They act on the storage backend directly, so they work whether or not a registry is running
+and are seen at once by every replica on the same storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from .config import Settings
+from .hub.accounts import Accounts, HubError
+from .hub.models import RepositorySettings
+from .server import open_storage
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the management commands; `common` carries the options every command takes."""
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", parents=[common], help="create a user")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make the user a site admin")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd = user.add_parser("passwd", parents=[common], help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    user.add_parser("list", parents=[common], help="list users")
+    token = user.add_parser("token", help="personal access tokens").add_subparsers(dest="token_action", required=True)
+    create = token.add_parser("create", parents=[common], help="create a token (printed once)")
+    create.add_argument("user")
+    create.add_argument("token_name")
+    listing = token.add_parser("list", parents=[common], help="list a user's tokens")
+    listing.add_argument("user")
+    revoke = token.add_parser("revoke", parents=[common], help="revoke a token")
+    revoke.add_argument("user")
+    revoke.add_argument("token_id")
+
+    org = commands.add_parser("org", help="manage organizations").add_subparsers(dest="action", required=True)
+    org_create = org.add_parser("create", parents=[common], help="create an organization")
+    org_create.add_argument("name")
+    org_create.add_argument("--owner", required=True, help="user who becomes its first admin")
+    member = org.add_parser("member", parents=[common], help="add, change or remove a member")
+    member.add_argument("org")
+    member.add_argument("user")
+    member.add_argument("role", choices=["read", "write", "admin", "remove"])
+
+    repo = commands.add_parser("repo", help="manage repository settings").add_subparsers(dest="action", required=True)
+    visibility = repo.add_parser("set-visibility", parents=[common], help="make a repository public or private")
+    visibility.add_argument("name")
+    visibility.add_argument("visibility", choices=["public", "private"])
+    describe = repo.add_parser("describe", parents=[common], help="set a repository's description")
+    describe.add_argument("name")
+    describe.add_argument("description")
+
+    search = commands.add_parser("search", help="search index").add_subparsers(dest="action", required=True)
+    search.add_parser("reindex", parents=[common], help="rebuild the search index from repository settings")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat: "):
+        raise HubError("passwords differ")
+    return first
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> str:
+    """Carry out one management command; returns what to print."""
+    storage = open_storage(settings)
+    accounts = Accounts(storage, settings.auth.default_visibility)
+    try:
+        return await _dispatch(args, accounts)
+    finally:
+        await storage.close()
+
+
+async def _dispatch(args: argparse.Namespace, accounts: Accounts) -> str:
+    if args.command == "user":
+        if args.action == "add":
+            user = await accounts.create_user(args.name, _password(args), admin=args.admin)
+            return f"created user {user.name}{' (admin)' if user.admin else ''}"
+        if args.action == "passwd":
+            await accounts.set_password(args.name, _password(args))
+            return f"password of {args.name} changed"
+        if args.action == "list":
+            return "\n".join(await accounts.users())
+        if args.token_action == "create":
+            record, secret = await accounts.create_token(args.user, args.token_name)
+            return f"{secret}\n(token id {record.id}; it is shown only once)"
+        if args.token_action == "list":
+            return "\n".join(f"{t.id}\t{t.name}" for t in await accounts.tokens(args.user))
+        await accounts.revoke_token(args.user, args.token_id)
+        return f"revoked token {args.token_id} of {args.user}"
+    if args.command == "org":
+        if args.action == "create":
+            org = await accounts.create_organization(args.name, args.owner)
+            return f"created organization {org.name} owned by {args.owner}"
+        role = None if args.role == "remove" else args.role
+        org = await accounts.set_member(args.org, args.user, role)
+        return f"{args.org} members: " + ", ".join(f"{u}={r}" for u, r in sorted(org.members.items()))
+    if args.command == "repo":
+        settings = await accounts.repository(args.name) or RepositorySettings(name=args.name)
+        if args.action == "set-visibility":
+            settings.visibility = args.visibility
+        else:
+            settings.description = args.description
+        await accounts.save_repository(settings)
+        return f"{settings.name}: {settings.visibility}, {settings.description!r}"
+    repositories = await accounts.all_repositories()
+    await accounts.search.rebuild(repositories)
+    return f"indexed {len(repositories)} repositories"

@@ -1,0 +1,290 @@
+"""The Hub's JSON admin API under /api/v1, authenticated with Basic (password or access token).
+
+Site admins manage everything; users manage themselves, organizations they administer, and
+repositories of namespaces where they hold the admin role.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ocispec.names import InvalidName, validate_repository
+
+from ..hub.accounts import Conflict, HubError, NotFound
+from ..hub.models import Role, User, Visibility
+from ..hub.permissions import repository_actions
+from ..services import services
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CALLER = "dockyard.caller"
+
+
+class Forbidden(HubError):
+    status = 403
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except HubError as error:
+        return _problem(error.status, str(error))
+    except ValidationError as error:
+        first = error.errors()[0]
+        return _problem(400, f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}")
+    except ValueError as error:
+        return _problem(400, str(error))
+
+
+async def caller(request: web.Request, *, required: bool = True) -> User | None:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        if required:
+            raise web.HTTPUnauthorized(
+                text='{"error": "authentication required"}',
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Basic realm="dockyard"'},
+            )
+        return None
+    try:
+        username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        username, password = "", ""
+    user = await services(request).accounts.authenticate(username, password)
+    if user is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": "incorrect username or password"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Basic realm="dockyard"'},
+        )
+    return user
+
+
+def _require_self_or_admin(user: User, name: str) -> None:
+    if not user.admin and user.name != name:
+        raise Forbidden("only the user themself or a site admin may do this")
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(await request.json())
+    except ValueError as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise HubError("request body must be JSON") from None
+
+
+class NewUser(BaseModel):
+    name: str
+    password: str
+    admin: bool = False
+
+
+class Password(BaseModel):
+    password: str
+
+
+class NewToken(BaseModel):
+    name: str
+
+
+class NewOrganization(BaseModel):
+    name: str
+
+
+class Membership(BaseModel):
+    role: Role
+
+
+class RepositoryUpdate(BaseModel):
+    visibility: Visibility | None = None
+    description: str | None = None
+
+
+# -- users ---------------------------------------------------------------------------------
+async def create_user(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    if not user.admin:
+        raise Forbidden("only site admins create users")
+    body = await _body(request, NewUser)
+    created = await services(request).accounts.create_user(body.name, body.password, admin=body.admin)
+    return web.json_response({"name": created.name, "admin": created.admin}, status=201)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    if not user.admin:
+        raise Forbidden("only site admins list users")
+    return web.json_response({"users": await services(request).accounts.users()})
+
+
+async def change_password(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    name = request.match_info["user"]
+    _require_self_or_admin(user, name)
+    body = await _body(request, Password)
+    await services(request).accounts.set_password(name, body.password)
+    return web.Response(status=204)
+
+
+async def create_token(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    name = request.match_info["user"]
+    _require_self_or_admin(user, name)
+    body = await _body(request, NewToken)
+    record, secret = await services(request).accounts.create_token(name, body.name)
+    return web.json_response({"id": record.id, "name": record.name, "token": secret}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    name = request.match_info["user"]
+    _require_self_or_admin(user, name)
+    records = await services(request).accounts.tokens(name)
+    return web.json_response({"tokens": [{"id": r.id, "name": r.name, "created": r.created} for r in records]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    name = request.match_info["user"]
+    _require_self_or_admin(user, name)
+    await services(request).accounts.revoke_token(name, request.match_info["token_id"])
+    return web.Response(status=204)
+
+
+# -- organizations -------------------------------------------------------------------------
+async def create_organization(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    body = await _body(request, NewOrganization)
+    org = await services(request).accounts.create_organization(body.name, user.name)
+    return web.json_response({"name": org.name, "members": org.members}, status=201)
+
+
+async def get_organization(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    org = await services(request).accounts.require_organization(request.match_info["org"])
+    if not user.admin and user.name not in org.members:
+        raise NotFound(f"no organization {org.name!r}")
+    return web.json_response({"name": org.name, "members": org.members})
+
+
+async def _org_admin(request: web.Request) -> str:
+    user = await caller(request)
+    assert user is not None
+    org = await services(request).accounts.require_organization(request.match_info["org"])
+    if not user.admin and org.members.get(user.name) != "admin":
+        raise Forbidden(f"only admins of {org.name!r} manage its members")
+    return org.name
+
+
+async def set_member(request: web.Request) -> web.Response:
+    org_name = await _org_admin(request)
+    body = await _body(request, Membership)
+    org = await services(request).accounts.set_member(org_name, request.match_info["user"], body.role)
+    return web.json_response({"name": org.name, "members": org.members})
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    org_name = await _org_admin(request)
+    await services(request).accounts.set_member(org_name, request.match_info["user"], None)
+    return web.Response(status=204)
+
+
+# -- repositories --------------------------------------------------------------------------
+def _repository_name(request: web.Request) -> str:
+    try:
+        return validate_repository(request.match_info["name"])
+    except InvalidName as error:
+        raise HubError(str(error)) from None
+
+
+async def _visible_repository(request: web.Request, user: User | None, action: str) -> Any:
+    name = _repository_name(request)
+    registry = services(request)
+    settings = await registry.accounts.repository(name)
+    actions = await repository_actions(registry.accounts, user, name) if registry.signer else {"pull", "admin"}
+    if settings is None or "pull" not in actions:
+        raise NotFound(f"no repository {name!r}")
+    if action not in actions:
+        raise Forbidden(f"{action} on {name!r} is not permitted")
+    return settings
+
+
+def _repository_json(settings: Any, user: User | None) -> dict[str, Any]:
+    return {
+        "name": settings.name,
+        "visibility": settings.visibility,
+        "description": settings.description,
+        "star_count": len(settings.stars),
+        "starred": bool(user and user.name in settings.stars),
+        "created": settings.created,
+    }
+
+
+async def get_repository(request: web.Request) -> web.Response:
+    user = await caller(request, required=False)
+    settings = await _visible_repository(request, user, "pull")
+    return web.json_response(_repository_json(settings, user))
+
+
+async def update_repository(request: web.Request) -> web.Response:
+    user = await caller(request)
+    settings = await _visible_repository(request, user, "admin")
+    body = await _body(request, RepositoryUpdate)
+    if body.visibility is not None:
+        settings.visibility = body.visibility
+    if body.description is not None:
+        settings.description = body.description
+    await services(request).accounts.save_repository(settings)
+    return web.json_response(_repository_json(settings, user))
+
+
+async def star_repository(request: web.Request) -> web.Response:
+    user = await caller(request)
+    assert user is not None
+    settings = await _visible_repository(request, user, "pull")
+    starred = request.method == "PUT"
+    if starred and user.name not in settings.stars:
+        settings.stars.append(user.name)
+    elif not starred and user.name in settings.stars:
+        settings.stars.remove(user.name)
+    await services(request).accounts.save_repository(settings)
+    return web.json_response(_repository_json(settings, user))
+
+
+def add_admin_routes(app: web.Application) -> None:
+    route = app.router.add_route
+    route("POST", "/api/v1/users", create_user)
+    route("GET", "/api/v1/users", list_users)
+    route("PUT", "/api/v1/users/{user}/password", change_password)
+    route("POST", "/api/v1/users/{user}/tokens", create_token)
+    route("GET", "/api/v1/users/{user}/tokens", list_tokens)
+    route("DELETE", "/api/v1/users/{user}/tokens/{token_id}", revoke_token)
+    route("POST", "/api/v1/orgs", create_organization)
+    route("GET", "/api/v1/orgs/{org}", get_organization)
+    route("PUT", "/api/v1/orgs/{org}/members/{user}", set_member)
+    route("DELETE", "/api/v1/orgs/{org}/members/{user}", remove_member)
+    route("PUT", "/api/v1/repositories/{name:[^{}]+?}/star", star_repository)
+    route("DELETE", "/api/v1/repositories/{name:[^{}]+?}/star", star_repository)
+    route("GET", "/api/v1/repositories/{name:[^{}]+}", get_repository)
+    route("PATCH", "/api/v1/repositories/{name:[^{}]+}", update_repository)
