@@ -13,6 +13,7 @@ from .config import RegistryOptions, Settings
 from .hub.accounts import Accounts
 from .hub.tokens import TokenSigner
 from .manifests import Manifests
+from .ratelimit import PullRateLimiter
 from .repositories import Repositories
 from .uploads import Uploads
 
@@ -28,6 +29,7 @@ class Services:
     accounts: Accounts
     signer: TokenSigner | None
     """Signs bearer tokens; None when auth is disabled."""
+    pull_limiter: PullRateLimiter | None
 
     @property
     def options(self) -> RegistryOptions:
@@ -53,6 +55,7 @@ class Services:
             manifests=Manifests(storage, blobs, repositories),
             accounts=accounts,
             signer=signer,
+            pull_limiter=PullRateLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
         )
 
 

@@ -265,3 +265,41 @@ async def test_admin_api_permissions(aiohttp_client, storage):
     assert (await client.get("/token", headers=basic("alice", "new-pw"))).status == 200
     listed = await (await client.get("/api/v1/users", headers=basic(*ADMIN))).json()
     assert listed["users"] == ["admin", "alice"]
+
+
+async def test_pull_rate_limit_answers_429_with_docker_hub_headers(aiohttp_client, storage):
+    from registry.config import RateLimitSettings
+
+    client = await hub_client(aiohttp_client, storage, rate_limit=RateLimitSettings(enabled=True, pulls=3, window=3600), default_visibility="public")
+    alice = await create_user(client, "alice")
+    bob = await create_user(client, "bob")
+    await push_image_as(client, alice, "alice/app", random_image())
+    alice_headers = await bearer(client, alice, "repository:alice/app:pull")
+    remaining = []
+    for _ in range(3):
+        response = await client.get("/v2/alice/app/manifests/v1", headers=alice_headers)
+        assert response.status == 200
+        assert response.headers["ratelimit-limit"] == "3;w=3600"
+        remaining.append(response.headers["ratelimit-remaining"])
+    assert remaining == ["2;w=3600", "1;w=3600", "0;w=3600"]
+    assert (await client.head("/v2/alice/app/manifests/v1", headers=alice_headers)).status == 200, "HEAD is not a pull"
+    limited = await client.get("/v2/alice/app/manifests/v1", headers=alice_headers)
+    assert limited.status == 429
+    assert await error_codes(limited) == ["TOOMANYREQUESTS"]
+    assert 3500 < int(limited.headers["Retry-After"]) <= 3600
+    other = await client.get("/v2/alice/app/manifests/v1", headers=await bearer(client, bob, "repository:alice/app:pull"))
+    assert other.status == 200, "limits are per client"
+
+
+def test_rate_limiter_window_slides():
+    from registry.ratelimit import PullRateLimiter
+
+    now = [1000.0]
+    limiter = PullRateLimiter(2, 60, clock=lambda: now[0])
+    assert limiter.check("a").allowed and limiter.check("a").allowed
+    refused = limiter.check("a")
+    assert not refused.allowed and refused.retry_after == 60
+    now[0] += 30
+    assert not limiter.check("a").allowed
+    now[0] += 31
+    assert limiter.check("a").allowed

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import requires
-from ..errors import ManifestTooLarge, ManifestUnknown
+from ..auth import auth_context, requires
+from ..errors import ManifestTooLarge, ManifestUnknown, TooManyRequests
 from ..http import empty_response, repository_name
 from ..manifests import MAX_MANIFEST_SIZE, Reference, acceptable
 from ..services import services
@@ -27,6 +27,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])
+    limit_headers = _count_pull(request)
     manifest = await services(request).manifests.get(name, reference, with_body=request.method != "HEAD")
     if not acceptable(manifest.media_type, request.headers.getall("Accept", [])):
         raise ManifestUnknown(
@@ -41,7 +42,23 @@ async def get_manifest(request: web.Request) -> web.Response:
     }
     if request.method == "HEAD":
         return web.Response(status=200, headers=headers)
-    return web.Response(status=200, body=manifest.body, headers=headers)
+    return web.Response(status=200, body=manifest.body, headers={**headers, **limit_headers})
+
+
+def _count_pull(request: web.Request) -> dict[str, str]:
+    """Docker Hub counts manifest GETs (not HEADs) as pulls."""
+    limiter = services(request).pull_limiter
+    if limiter is None or request.method != "GET":
+        return {}
+    client = auth_context(request).subject or request.remote or "unknown"
+    decision = limiter.check(client)
+    headers = decision.headers(limiter.limit, limiter.window)
+    if not decision.allowed:
+        raise TooManyRequests(
+            f"pull rate limit of {limiter.limit} per {limiter.window}s reached; retry in {decision.retry_after}s",
+            headers=headers,
+        )
+    return headers
 
 
 @requires("push", also=("pull",))
