@@ -28,6 +28,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+async def _write_chunk(fd: int, data: bytes) -> None:
+    """Write in a worker thread; if cancelled, wait for the thread before returning, so the
+    caller never closes `fd` while a write to it is still running."""
+    future = asyncio.get_running_loop().run_in_executor(None, _write_all, fd, data)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -60,7 +71,7 @@ class FilesystemBackend(StorageBackend):
         try:
             async for chunk in chunks:
                 if chunk:
-                    await asyncio.to_thread(_write_all, fd, chunk)
+                    await _write_chunk(fd, chunk)
                     size += len(chunk)
             await asyncio.to_thread(os.fsync, fd)
         except BaseException:
@@ -201,7 +212,7 @@ class FilesystemBackend(StorageBackend):
             try:
                 async for chunk in chunks:
                     if chunk:
-                        await asyncio.to_thread(_write_all, fd, chunk)
+                        await _write_chunk(fd, chunk)
                         size += len(chunk)
                 await asyncio.to_thread(os.fsync, fd)
             except BaseException:

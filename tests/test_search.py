@@ -1,0 +1,86 @@
+"""Repository search: docker search's response shape, ranking, visibility, pagination."""
+
+from __future__ import annotations
+
+from tests.hub import ADMIN, basic, bearer, create_user, hub_client
+from tests.oci import push_blob, random_blob
+
+
+async def make_repository(client, name: str, description: str = "", public: bool = True, owner=ADMIN) -> None:
+    headers = await bearer(client, owner, f"repository:{name}:pull,push")
+    client.session.headers.update(headers)
+    try:
+        await push_blob(client, name, random_blob(8))
+    finally:
+        client.session.headers.pop("Authorization", None)
+    body = {"description": description, "visibility": "public" if public else "private"}
+    response = await client.patch(f"/api/v1/repositories/{name}", json=body, headers=basic(*owner))
+    assert response.status == 200, await response.text()
+
+
+async def test_search_shape_and_ranking(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    await make_repository(client, "acme/redis-tools", "helpers for redis")
+    await make_repository(client, "redis", "the official redis image")
+    await make_repository(client, "someone/cache", "a redis-compatible cache")
+    await make_repository(client, "bitnami/redis", "packaged redis")
+    await make_repository(client, "other/unrelated", "nothing to see")
+    response = await client.get("/v1/search", params={"q": "redis", "n": "10"})
+    assert response.status == 200
+    body = await response.json()
+    assert set(body) == {"query", "num_results", "num_pages", "page", "page_size", "results"}
+    assert body["query"] == "redis" and body["num_results"] == 4 and body["page"] == 1 and body["page_size"] == 10
+    names = [result["name"] for result in body["results"]]
+    # exact (full or last component), then prefix, then substring, then description
+    assert names == ["bitnami/redis", "redis", "acme/redis-tools", "someone/cache"]
+    first = body["results"][1]
+    assert first == {"name": "redis", "description": "the official redis image", "star_count": 0, "is_official": True, "is_automated": False}
+
+
+async def test_stars_break_ties(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    fan = await create_user(client, "fan")
+    await make_repository(client, "a/web")
+    await make_repository(client, "b/web")
+    assert (await client.put("/api/v1/repositories/b/web/star", headers=basic(*fan))).status == 200
+    body = await (await client.get("/v1/search", params={"q": "web"})).json()
+    assert [(r["name"], r["star_count"]) for r in body["results"]] == [("b/web", 1), ("a/web", 0)]
+
+
+async def test_private_repositories_only_for_those_who_may_pull(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    alice = await create_user(client, "alice")
+    await create_user(client, "bob")
+    await make_repository(client, "alice/secret-db", "private", public=False, owner=alice)
+    await make_repository(client, "alice/open-db", "public", public=True, owner=alice)
+
+    async def names(headers=None):
+        body = await (await client.get("/v1/search", params={"q": "db"}, headers=headers or {})).json()
+        return [result["name"] for result in body["results"]]
+
+    assert await names() == ["alice/open-db"]
+    assert await names(basic("bob", "pw-123456")) == ["alice/open-db"]
+    assert await names(basic(*alice)) == ["alice/open-db", "alice/secret-db"]
+    assert await names(await bearer(client, alice)) == ["alice/open-db", "alice/secret-db"]
+    assert (await client.get("/v1/search", params={"q": "db"}, headers=basic("alice", "wrong"))).status == 401
+
+
+async def test_pagination(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    for index in range(7):
+        await make_repository(client, f"team/app{index}")
+    first = await (await client.get("/v1/search", params={"q": "app", "n": "3"})).json()
+    third = await (await client.get("/v1/search", params={"q": "app", "n": "3", "page": "3"})).json()
+    assert first["num_results"] == 7 and first["num_pages"] == 3
+    assert [r["name"] for r in first["results"]] == ["team/app0", "team/app1", "team/app2"]
+    assert [r["name"] for r in third["results"]] == ["team/app6"]
+    assert (await client.get("/v1/search", params={"q": "app", "n": "0"})).status == 400
+
+
+async def test_search_without_auth_lists_everything_and_sees_other_processes_writes(aiohttp_client, storage):
+    from registry.app import create_app
+
+    first = await aiohttp_client(create_app(storage))
+    second = await aiohttp_client(create_app(storage))
+    await push_blob(first, "acme/app", random_blob(8))
+    assert [r["name"] for r in (await (await second.get("/v1/search", params={"q": "acme"})).json())["results"]] == ["acme/app"]
