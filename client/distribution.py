@@ -1,0 +1,371 @@
+"""`RegistryClient`: the distribution API endpoints one registry offers, as async methods.
+
+Manifests (with Accept negotiation over OCI and Docker manifest and index types, digests
+verified), blob existence, cross-repository mounts, blob transfer (delegated to `transfer`),
+tags, the catalog and search (`/v1/search`, falling back to filtering `/v2/_catalog`).
+`connect()` builds one from a registry name, the user's settings and saved credentials.
+
+What to pull or push, and in which order, is `pull`'s and `push`'s business, not this module's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ocispec import mediatypes
+from ocispec.digest import Digest
+
+from . import transfer
+from .auth import Credentials
+from .credentials import load_credentials
+from .errors import DigestMismatch, ImageNotFound, NotFound, Subject, UnsupportedManifest
+from .progress import Progress
+from .reference import DOCKER_HUB, DOCKER_HUB_INDEX, looks_like_host, normalize_registry
+from .transport import ClientSettings, RegistryTransport, new_session
+
+MANIFEST_ACCEPT = ", ".join(
+    [mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST_LIST, mediatypes.OCI_MANIFEST, mediatypes.DOCKER_MANIFEST]
+)
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index exactly as the registry served it."""
+
+    data: bytes
+    media_type: str
+    digest: str
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return json.loads(self.data)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in mediatypes.INDEXES
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    name: str
+    description: str = ""
+    star_count: int = 0
+    is_official: bool = False
+    is_automated: bool = False
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    registry: str
+    query: str
+    results: list[SearchResult] = field(default_factory=list)
+    from_catalog: bool = False
+    """True when the registry has no /v1/search and the catalog was filtered instead."""
+
+
+def manifest_media_type(data: bytes, content_type: str | None) -> str:
+    """The manifest's media type: its own `mediaType`, else a specific Content-Type, else inferred."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        raise UnsupportedManifest("the registry sent a manifest that is not JSON") from None
+    if not isinstance(document, dict):
+        raise UnsupportedManifest("the registry sent a manifest that is not a JSON object")
+    declared = document.get("mediaType")
+    header = (content_type or "").split(";", 1)[0].strip()
+    media_type = declared or (header if header in mediatypes.MANIFEST_TYPES else None)
+    if media_type is None:
+        media_type = mediatypes.OCI_INDEX if "manifests" in document else mediatypes.OCI_MANIFEST
+    if document.get("schemaVersion") == 1 or media_type in mediatypes.SCHEMA1_TYPES:
+        raise UnsupportedManifest("Docker schema 1 manifests are not supported; push the image again as schema 2 or OCI")
+    if media_type not in mediatypes.MANIFEST_TYPES:
+        raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}")
+    return media_type
+
+
+def repository_scope(repository: str, *actions: str) -> str:
+    return f"repository:{repository}:{','.join(actions)}"
+
+
+class RegistryClient:
+    def __init__(self, transport: RegistryTransport) -> None:
+        self.transport = transport
+
+    @property
+    def registry(self) -> str:
+        return self.transport.registry
+
+    def subject(self, repository: str | None, action: str, missing: str | None = None) -> Subject:
+        return Subject(action, f"{self.registry}/{repository}" if repository else self.registry, missing)
+
+    async def ping(self, action: str = "pull") -> None:
+        """GET /v2/: learns the registry's auth challenge before the first real request."""
+        await self.transport.fetch("GET", "/v2/", self.subject(None, action), ok=(200, 401), authenticate=False)
+
+    # -- manifests -------------------------------------------------------------------------------
+
+    async def get_manifest(self, repository: str, reference: str, *, action: str = "pull") -> Manifest:
+        """The manifest or index `repository:reference` (tag or digest), its digest checked."""
+        name = f"{self.registry}/{repository}"
+        missing = f"manifest for {name}{'@' if ':' in reference else ':'}{reference}"
+        reply = await self.transport.fetch(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            self.subject(repository, action, missing),
+            scopes=(repository_scope(repository, "pull"),),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if len(reply.body) > MAX_MANIFEST_SIZE:
+            raise UnsupportedManifest(f"{missing} is larger than {MAX_MANIFEST_SIZE} bytes")
+        digest = _verified_digest(reply.body, reference, reply.headers.get("Docker-Content-Digest"), missing)
+        return Manifest(reply.body, manifest_media_type(reply.body, reply.headers.get("Content-Type")), digest)
+
+    async def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest `reference` resolves to, or None when the registry has no such manifest."""
+        subject = self.subject(repository, "pull", f"manifest for {self.registry}/{repository}:{reference}")
+        try:
+            reply = await self.transport.fetch(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                subject,
+                scopes=(repository_scope(repository, "pull"),),
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+        except ImageNotFound:
+            return None
+        return reply.headers.get("Docker-Content-Digest")
+
+    async def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's)."""
+        digest = str(Digest.of_bytes(data))
+        reply = await self.transport.fetch(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            self.subject(repository, "push", f"repository {self.registry}/{repository}"),
+            scopes=(repository_scope(repository, "pull", "push"),),
+            ok=(201,),
+            headers={"Content-Type": media_type},
+            data=data,
+        )
+        answered = reply.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise DigestMismatch(f"the registry stored the manifest as {answered}, but its bytes hash to {digest}")
+        return digest
+
+    # -- blobs -----------------------------------------------------------------------------------
+
+    async def blob_size(self, repository: str, digest: str, *, action: str = "push") -> int | None:
+        """HEAD the blob: its size when `repository` has it, None when not."""
+        subject = self.subject(repository, action, f"blob {digest} in {self.registry}/{repository}")
+        actions = ("pull", "push") if action == "push" else ("pull",)
+        try:
+            reply = await self.transport.fetch(
+                "HEAD", f"/v2/{repository}/blobs/{digest}", subject, scopes=(repository_scope(repository, *actions),)
+            )
+        except NotFound:
+            return None
+        length = reply.headers.get("Content-Length")
+        return int(length) if length and length.isdigit() else 0
+
+    async def fetch_blob(self, repository: str, digest: str, *, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+        """A small blob (a config) read whole, its digest verified."""
+        subject = self.subject(repository, "pull", f"blob {digest} in {self.registry}/{repository}")
+        reply = await self.transport.fetch(
+            "GET", f"/v2/{repository}/blobs/{digest}", subject, scopes=(repository_scope(repository, "pull"),)
+        )
+        if len(reply.body) > limit or str(Digest.of_bytes(reply.body, Digest.parse(digest).algorithm)) != digest:
+            raise DigestMismatch(f"blob {digest} from {self.registry}/{repository} does not match its digest")
+        return reply.body
+
+    async def download_blob(
+        self, repository: str, digest: str, size: int, store: Any, progress: Progress | None = None
+    ) -> None:
+        """Into the store's ingest area, resuming with Range; verified before it becomes a blob."""
+        subject = self.subject(repository, "pull", f"blob {digest} in {self.registry}/{repository}")
+        await transfer.download_blob(self.transport, repository, digest, size, store, subject, progress)
+
+    async def mount_blob(self, repository: str, digest: str, source: str) -> str | None:
+        """Cross-repository mount from `source`; None when mounted, else the upload Location to use."""
+        subject = self.subject(repository, "push")
+        reply = await self.transport.fetch(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            subject,
+            scopes=(repository_scope(repository, "pull", "push"), repository_scope(source, "pull")),
+            ok=(201, 202),
+            params={"mount": digest, "from": source},
+        )
+        if reply.status == 201:
+            return None
+        return reply.headers.get("Location") or await transfer.start_upload(
+            self.transport, repository, subject, (repository_scope(repository, "pull", "push"),)
+        )
+
+    async def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        path: Path,
+        *,
+        location: str | None = None,
+        progress: Progress | None = None,
+        chunk_threshold: int = transfer.DEFAULT_CHUNK_THRESHOLD,
+        chunk_size: int = transfer.DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        await transfer.upload_blob(
+            self.transport,
+            repository,
+            digest,
+            size,
+            path,
+            self.subject(repository, "push"),
+            location=location,
+            progress=progress,
+            chunk_threshold=chunk_threshold,
+            chunk_size=chunk_size,
+        )
+
+    # -- listings --------------------------------------------------------------------------------
+
+    async def list_tags(self, repository: str) -> list[str]:
+        return await self._paged(
+            f"/v2/{repository}/tags/list", "tags", self.subject(repository, "list"), (repository_scope(repository, "pull"),)
+        )
+
+    async def catalog(self) -> list[str]:
+        return await self._paged("/v2/_catalog", "repositories", self.subject(None, "catalog"), ("registry:catalog:*",))
+
+    async def _paged(self, path: str, key: str, subject: Subject, scopes: tuple[str, ...]) -> list[str]:
+        items: list[str] = []
+        next_path: str | None = path
+        while next_path:
+            reply = await self.transport.fetch("GET", next_path, subject, scopes=scopes)
+            items += json.loads(reply.body).get(key) or []
+            match = _NEXT_LINK.search(reply.headers.get("Link", ""))
+            next_path = match.group(1) if match else None
+        return items
+
+    async def search(self, query: str, limit: int = 25) -> SearchResults:
+        """`GET /v1/search?q=&n=`; a registry without it (404) has its catalog filtered instead."""
+        subject = self.subject(None, "search")
+        path = "/v1/search"
+        if self.registry == DOCKER_HUB:
+            path = f"https://{DOCKER_HUB_INDEX}/v1/search"
+        try:
+            reply = await self.transport.fetch("GET", path, subject, params={"q": query, "n": str(limit)})
+        except NotFound:
+            return await self._search_catalog(query, limit)
+        document = json.loads(reply.body)
+        results = [
+            SearchResult(
+                name=str(entry.get("name", "")),
+                description=str(entry.get("description") or ""),
+                star_count=int(entry.get("star_count") or 0),
+                is_official=bool(entry.get("is_official")),
+                is_automated=bool(entry.get("is_automated")),
+            )
+            for entry in document.get("results") or []
+        ]
+        return SearchResults(self.registry, query, results[:limit])
+
+    async def _search_catalog(self, query: str, limit: int) -> SearchResults:
+        needle = query.lower()
+        names = [name for name in await self.catalog() if needle in name.lower()]
+        return SearchResults(self.registry, query, [SearchResult(name) for name in names[:limit]], from_catalog=True)
+
+
+def _verified_digest(body: bytes, reference: str, header: str | None, what: str) -> str:
+    if ":" in reference:
+        expected = Digest.parse(reference)
+    elif header:
+        expected = Digest.parse(header)
+    else:
+        return str(Digest.of_bytes(body))
+    actual = Digest.of_bytes(body, expected.algorithm)
+    if actual != expected:
+        raise DigestMismatch(f"{what}: the registry's bytes hash to {actual}, not {expected}")
+    return str(expected) if expected.algorithm == "sha256" else str(Digest.of_bytes(body))
+
+
+def client_for(
+    registry: str,
+    session: aiohttp.ClientSession,
+    settings: ClientSettings | None = None,
+    credentials: Credentials | None = None,
+) -> RegistryClient:
+    """A client for `registry`, with `credentials` or else those saved for it in config.json."""
+    settings = settings or ClientSettings()
+    registry = normalize_registry(registry)
+    if credentials is None:
+        credentials = load_credentials(registry, settings.config_dir)
+    transport = RegistryTransport(
+        session,
+        registry,
+        credentials=credentials,
+        insecure_registries=settings.insecure_registries,
+        retry=settings.retry,
+        user_agent=settings.user_agent,
+    )
+    return RegistryClient(transport)
+
+
+@asynccontextmanager
+async def connect(
+    registry: str,
+    settings: ClientSettings | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    credentials: Credentials | None = None,
+) -> AsyncIterator[RegistryClient]:
+    """`client_for` with a session of its own when none is given (closed on exit)."""
+    if session is not None:
+        yield client_for(registry, session, settings, credentials)
+        return
+    async with new_session() as own:
+        yield client_for(registry, own, settings, credentials)
+
+
+def split_search_term(term: str, default_registry: str = DOCKER_HUB) -> tuple[str, str]:
+    """`localhost:5000/app` -> ("localhost:5000", "app"); a term without a host searches the default."""
+    first, slash, rest = term.partition("/")
+    if slash and looks_like_host(first):
+        return normalize_registry(first), rest
+    return normalize_registry(default_registry), term
+
+
+async def search(
+    term: str,
+    *,
+    limit: int = 25,
+    settings: ClientSettings | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> SearchResults:
+    """`docker search TERM`: a host in TERM chooses the registry, else the default one."""
+    settings = settings or ClientSettings()
+    registry, query = split_search_term(term, settings.default_registry)
+    async with connect(registry, settings, session=session) as client:
+        return await client.search(query, limit)
+
+
+__all__ = [
+    "MANIFEST_ACCEPT",
+    "Manifest",
+    "RegistryClient",
+    "SearchResult",
+    "SearchResults",
+    "client_for",
+    "connect",
+    "search",
+    "split_search_term",
+]
