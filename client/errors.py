@@ -114,7 +114,8 @@ def error_for_status(status: int, body: bytes, subject: Subject, *, sent: str | 
         return AuthenticationRequired(f"{denied}: authentication required", status=status, code=parsed.code)
     if status in (401, 403):
         reason = _reason(parsed, "requested access to the resource is denied")
-        return AccessDenied(f"{denied}: {reason}", status=status, code=parsed.code)
+        hint = " (the repository does not exist or may require 'login')" if sent is None else ""
+        return AccessDenied(f"{denied}: {reason}{hint}", status=status, code=parsed.code)
     if status == 404:
         missing = subject.missing or f"repository {subject.name}"
         code = parsed.code.lower().replace("_", " ") if parsed.code else "not found"

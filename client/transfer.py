@@ -24,6 +24,7 @@ import aiohttp
 
 from .errors import DigestMismatch, RegistryError, RegistryUnavailable, Subject
 from .progress import NoProgress, Progress
+from .store.errors import DigestMismatch as StoreDigestMismatch
 from .transport import RegistryTransport
 
 WRITE_BUFFER = 1024 * 1024
@@ -36,15 +37,10 @@ T = TypeVar("T")
 _BROKEN = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
 
 
-def _is_digest_mismatch(error: BaseException) -> bool:
-    """The store's own DigestMismatch (its exception types are its own), or ours."""
-    return isinstance(error, DigestMismatch) or type(error).__name__ == "DigestMismatch"
-
-
 @asynccontextmanager
-async def _ingest(store: Any, digest: str) -> AsyncIterator[Any]:
-    """`store.ingest(digest)` entered and left in a worker thread (it may wait on a file lock)."""
-    manager = store.ingest(digest)
+async def _ingest(store: Any, digest: str, size: int) -> AsyncIterator[Any]:
+    """`store.ingest(digest, size)` entered and left in a worker thread (it may wait on a file lock)."""
+    manager = store.ingest(digest, size)
     ingest = await asyncio.to_thread(manager.__enter__)
     try:
         yield ingest
@@ -72,7 +68,7 @@ async def download_blob(
     mismatches = 0
     for attempt in range(attempts):
         try:
-            async with _ingest(store, digest) as ingest:
+            async with _ingest(store, digest, size) as ingest:
                 offset = ingest.offset
                 if offset > reported:
                     progress.advance(digest, offset - reported)
@@ -88,8 +84,8 @@ async def download_blob(
                     f"{subject.action} of {subject.name} failed: download of {digest} kept breaking: {error}"
                 ) from error
             await asyncio.sleep(transport.retry.delay(attempt))
-        except Exception as error:
-            if not _is_digest_mismatch(error) or mismatches:
+        except (StoreDigestMismatch, DigestMismatch):
+            if mismatches:
                 raise
             # A corrupt partial (the store deleted it when commit failed): start over once.
             mismatches += 1

@@ -20,6 +20,7 @@ from client.credentials import DOCKER_HUB_KEY, load_credentials, login, logout, 
 from client.distribution import RegistryClient, client_for
 from client.errors import AccessDenied, AuthenticationFailed, AuthenticationRequired, ImageNotFound
 from client.transport import ClientSettings, new_session
+from tests.conftest import RegistryProcess, start_registry, stop_process
 from tests.oci import random_image
 from tests.reference_registry import (  # noqa: F401  (reference_registry_basic is a fixture)
     USERS,
@@ -317,3 +318,53 @@ def test_config_dir_defaults_to_home_docker(monkeypatch: pytest.MonkeyPatch, tmp
     save_credentials("localhost:5000", ALICE)
     assert (tmp_path / ".docker" / "config.json").exists()
     assert os.stat(tmp_path / ".docker").st_mode & 0o077 == 0
+
+
+# -- Dockyard's own token service ----------------------------------------------------------------
+
+DOCKYARD_ADMIN = ("root-admin", "admin-secret")
+
+
+@pytest.fixture
+def dockyard_with_auth(tmp_path: Path):
+    registry = start_registry(
+        tmp_path / "hub-data",
+        env={
+            "DOCKYARD_AUTH__ENABLED": "true",
+            "DOCKYARD_AUTH__ADMIN_USER": DOCKYARD_ADMIN[0],
+            "DOCKYARD_AUTH__ADMIN_PASSWORD": DOCKYARD_ADMIN[1],
+        },
+    )
+    try:
+        yield registry
+    finally:
+        stop_process(registry.process)
+
+
+async def test_token_flow_against_dockyard(dockyard_with_auth: RegistryProcess, tmp_path: Path) -> None:
+    registry = f"{dockyard_with_auth.host}:{dockyard_with_auth.port}"
+    async with new_session() as session:
+        admin = "Basic " + base64.b64encode(":".join(DOCKYARD_ADMIN).encode()).decode()
+        async with session.post(
+            f"{dockyard_with_auth.url}/api/v1/users",
+            json={"name": "alice", "password": "alice-pw"},
+            headers={"Authorization": admin},
+        ) as created:
+            assert created.status == 201, await created.text()
+
+        config = tmp_path / "docker-config"
+        with pytest.raises(AuthenticationFailed):
+            await login(registry, "alice", "wrong", config, session=session)
+        await login(registry, "alice", "alice-pw", config, session=session)
+
+        alice = client_for(registry, session, ClientSettings(config_dir=config))
+        await alice.ping()
+        digest = await push_test_image(alice, "alice/app", tmp_path)
+        assert (await alice.get_manifest("alice/app", "1.0")).digest == digest
+
+        anonymous = client_for(registry, session, ClientSettings(config_dir=tmp_path / "nobody"))
+        with pytest.raises(AccessDenied) as raised:  # Dockyard denies anonymous callers private repositories outright
+            await anonymous.get_manifest("alice/app", "1.0")
+        message = str(raised.value)
+        assert message.startswith(f"pull access denied for {registry}/alice/app: ")
+        assert message.endswith("(the repository does not exist or may require 'login')")
