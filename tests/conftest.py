@@ -23,6 +23,8 @@ from aiohttp.test_utils import TestClient
 from registry.app import create_app
 from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
+from storage_backends.s3 import S3Backend
+from tests.s3server import REGION, moto_server, s3_bucket  # noqa: F401  (fixtures)
 
 
 
@@ -56,9 +58,20 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, ti
     return process.returncode
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> StorageBackend:
-    return FilesystemBackend(tmp_path / "store")
+@pytest.fixture(params=["filesystem", "s3"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """Every API test runs on local disk and on S3 (a moto server on loopback).
+
+    S3 here streams blobs through the registry (redirect off) so responses can be asserted
+    byte for byte; `tests/test_s3_registry.py` covers the presigned-redirect mode.
+    """
+    if request.param == "filesystem":
+        backend: StorageBackend = FilesystemBackend(tmp_path / "store")
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        backend = S3Backend(bucket.name, prefix="registry", region=REGION, endpoint_url=bucket.server.url, redirect=False)
+    yield backend
+    await backend.close()
 
 
 @pytest.fixture

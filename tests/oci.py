@@ -90,6 +90,18 @@ async def push_image(client: TestClient, name: str, image: Image, reference: str
     return response.headers["Docker-Content-Digest"]
 
 
+async def stored_keys(storage: Any, prefix: str) -> list[str]:
+    """Every object key below `prefix`, through the backend contract (any backend)."""
+    keys: list[str] = []
+    for child in await storage.list(prefix):
+        path = f"{prefix}/{child}"
+        if await storage.exists(path):
+            keys.append(path)
+        else:
+            keys.extend(await stored_keys(storage, path))
+    return keys
+
+
 async def error_codes(response: Any) -> list[str]:
     body = await response.json()
     return [entry["code"] for entry in body["errors"]]

@@ -155,7 +155,7 @@ class SigningKey:
     def generate(cls) -> SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -259,7 +259,7 @@ class TokenServer:
             "access": access,
         }
         token = self.signing_key.sign(claims)
-        body: dict[str, Any] = {"expires_in": self.lifetime, "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        body: dict[str, Any] = {"expires_in": self.lifetime, "issued_at": datetime.datetime.now(datetime.UTC).isoformat()}
         body["access_token" if oauth else self.token_field] = token
         if user and self.issue_refresh_tokens:
             refresh = secrets.token_hex(16)

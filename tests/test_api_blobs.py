@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tests.oci import error_codes, push_blob, random_blob
+from tests.oci import error_codes, push_blob, random_blob, stored_keys
 
 
 async def test_head_reports_size_digest_and_etag_without_body(client):
@@ -88,9 +86,9 @@ async def test_same_blob_in_many_repositories_is_stored_once(client, storage):
     blob = random_blob(4096)
     for index in range(5):
         await push_blob(client, f"team/repo{index}", blob)
-    stored = [path for path in Path(storage.root, "blobs").rglob("*") if path.is_file()]
-    assert len(stored) == 1
-    assert stored[0].read_bytes() == blob.data
+    stored = await stored_keys(storage, "blobs")
+    assert stored == [f"blobs/sha256/{blob.digest[7:9]}/{blob.digest[7:]}"]
+    assert await storage.get_bytes(stored[0]) == blob.data
 
 
 async def test_delete_unlinks_from_one_repository_only(client):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 from ocispec import mediatypes
 from tests.oci import Blob, error_codes, push_blob, push_image, random_blob, random_image, sha256
@@ -279,8 +278,7 @@ async def test_same_manifest_in_two_repositories_stored_once(client, storage):
     image = random_image()
     await push_image(client, "acme/one", image, "v1")
     await push_image(client, "acme/two", image, "v1")
-    manifest_path = Path(storage.root, "blobs", "sha256", image.digest[7:9], image.digest[7:])
-    assert manifest_path.read_bytes() == image.manifest
+    assert await storage.get_bytes(f"blobs/sha256/{image.digest[7:9]}/{image.digest[7:]}") == image.manifest
     await client.delete(f"/v2/acme/one/manifests/{image.digest}")
     assert await (await client.get("/v2/acme/two/manifests/v1")).read() == image.manifest
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from registry.app import create_app
-from tests.oci import error_codes, push_blob, random_blob, sha256
+from tests.oci import error_codes, push_blob, random_blob, sha256, stored_keys
 
 
-def stored_files(storage, prefix: str) -> list[Path]:
-    root = Path(storage.root, prefix)
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+async def stored_files(storage, prefix: str) -> list[str]:
+    return await stored_keys(storage, prefix)
 
 
 async def start(client, name: str = "acme/app") -> str:
@@ -115,14 +113,14 @@ async def test_digest_mismatch_is_digest_invalid_and_stores_nothing(client, stor
     response = await client.put(location, params={"digest": wrong})
     assert response.status == 400
     assert await error_codes(response) == ["DIGEST_INVALID"]
-    assert stored_files(storage, "blobs") == []
-    assert stored_files(storage, "repositories/acme/app/_uploads") == []
+    assert await stored_files(storage, "blobs") == []
+    assert await stored_files(storage, "repositories/acme/app/_uploads") == []
     assert (await client.head(f"/v2/acme/app/blobs/{wrong}")).status == 404
     assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
     monolithic = await client.post("/v2/acme/app/blobs/uploads/", params={"digest": wrong}, data=blob.data)
     assert monolithic.status == 400
     assert await error_codes(monolithic) == ["DIGEST_INVALID"]
-    assert stored_files(storage, "blobs") == []
+    assert await stored_files(storage, "blobs") == []
 
 
 async def test_chunk_shorter_than_its_content_range_is_rolled_back(client):
@@ -163,7 +161,7 @@ async def test_cancel_deletes_session(client, storage):
     status = await client.get(location)
     assert status.status == 404
     assert await error_codes(status) == ["BLOB_UPLOAD_UNKNOWN"]
-    assert stored_files(storage, "repositories/acme/app/_uploads") == []
+    assert await stored_files(storage, "repositories/acme/app/_uploads") == []
 
 
 async def test_unknown_or_foreign_upload_is_blob_upload_unknown(client):

@@ -17,7 +17,7 @@ import pytest
 
 from client.auth import Credentials, choose_challenge, parse_www_authenticate
 from client.credentials import DOCKER_HUB_KEY, load_credentials, login, logout, remove_credentials, save_credentials
-from client.distribution import RegistryClient, client_for
+from client.distribution import RegistryClient, client_for, search
 from client.errors import AccessDenied, AuthenticationFailed, AuthenticationRequired, ImageNotFound
 from client.transport import ClientSettings, new_session
 from tests.conftest import RegistryProcess, start_registry, stop_process
@@ -368,3 +368,9 @@ async def test_token_flow_against_dockyard(dockyard_with_auth: RegistryProcess, 
         message = str(raised.value)
         assert message.startswith(f"pull access denied for {registry}/alice/app: ")
         assert message.endswith("(the repository does not exist or may require 'login')")
+
+        # search sees the private repository only with alice's credentials
+        found = await search(f"{registry}/app", settings=ClientSettings(config_dir=config), session=session)
+        assert [result.name for result in found.results] == ["alice/app"] and not found.from_catalog
+        found = await search(f"{registry}/app", settings=ClientSettings(config_dir=tmp_path / "nobody"), session=session)
+        assert found.results == []

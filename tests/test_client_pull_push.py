@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from client.credentials import login
 from client.distribution import search
 from client.errors import AuthenticationFailed, AuthenticationRequired, ImageNotFound, RegistryUnavailable
-from client.credentials import login
 from client.mounts import MountHints
 from client.pull import pull
 from client.push import push

@@ -89,7 +89,7 @@ def test_default_tag_can_be_left_off() -> None:
     reference = ImageReference.parse("localhost:5000/app", default_tag=None)
     assert reference.tag is None and str(reference) == "localhost:5000/app"
     with pytest.raises(InvalidReference):
-        reference.reference
+        _ = reference.reference
 
 
 def test_properties_for_the_api() -> None:
