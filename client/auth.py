@@ -110,7 +110,6 @@ class Authenticator:
         self._extra_scopes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._refresh_token = credentials.identity_token if credentials else None
         self._lock = asyncio.Lock()
-        self.token_requests = 0
 
     @property
     def sends(self) -> str | None:
@@ -177,7 +176,6 @@ class Authenticator:
             raise RegistryError(f"{self._registry} sent a Bearer challenge without a realm")
         service = challenge.params.get("service")
         wanted = list(scopes) + list(self._extra_scopes.get(scopes, ()))
-        self.token_requests += 1
         if self._refresh_token:
             answer = await self._post_refresh(realm, service, wanted)
             if answer is not None:
@@ -213,7 +211,7 @@ class Authenticator:
         if response.status in (401, 403):
             if with_password or (self._refresh_token and response.status == 401):
                 raise AuthenticationFailed(
-                    f"login to {self._registry} failed: incorrect username or password", status=response.status
+                    f"authentication with {self._registry} failed: incorrect username or password", status=response.status
                 )
             raise AuthenticationRequired(f"{self._registry} refused an anonymous token: authentication required", status=response.status)
         if response.status >= 500 or response.status == 429:

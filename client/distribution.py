@@ -259,11 +259,12 @@ class RegistryClient:
     async def search(self, query: str, limit: int = 25) -> SearchResults:
         """`GET /v1/search?q=&n=`; a registry without it (404) has its catalog filtered instead."""
         subject = self.subject(None, "search")
-        path = "/v1/search"
-        if self.registry == DOCKER_HUB:
-            path = f"https://{DOCKER_HUB_INDEX}/v1/search"
+        hub = self.registry == DOCKER_HUB  # Docker Hub searches on its index host, anonymously
+        path = f"https://{DOCKER_HUB_INDEX}/v1/search" if hub else "/v1/search"
         try:
-            reply = await self.transport.fetch("GET", path, subject, params={"q": query, "n": str(limit)})
+            reply = await self.transport.fetch(
+                "GET", path, subject, params={"q": query, "n": str(limit)}, authenticate=not hub
+            )
         except NotFound:
             return await self._search_catalog(query, limit)
         document = json.loads(reply.body)
@@ -355,6 +356,7 @@ async def search(
     settings = settings or ClientSettings()
     registry, query = split_search_term(term, settings.default_registry)
     async with connect(registry, settings, session=session) as client:
+        await client.ping("search")  # so saved credentials reach private repositories' results
         return await client.search(query, limit)
 
 

@@ -148,7 +148,7 @@ class RegistryTransport:
         while True:
             try:
                 response, authorization = await self._send(method, url, scopes, headers or {}, params, data, authenticate)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, RegistryUnavailable) as error:
+            except (TimeoutError, aiohttp.ClientConnectionError, RegistryUnavailable) as error:
                 retriable = retry_connection_errors or isinstance(error, (aiohttp.ClientConnectorError, RegistryUnavailable))
                 attempt += 1
                 if not retriable or attempt >= self.retry.attempts:
@@ -193,7 +193,8 @@ class RegistryTransport:
         """The response, and the Authorization header it was sent with (after at most one 401)."""
         for auth_attempt in range(2):
             authorization = await self.auth.header(scopes) if authenticate else None
-            sent = {**headers, "User-Agent": self.user_agent}
+            # identity: digests are of the bytes as stored, and nothing here decompresses them
+            sent = {"Accept-Encoding": "identity", **headers, "User-Agent": self.user_agent}
             if authorization:
                 sent["Authorization"] = authorization
             body = data() if callable(data) else data
