@@ -2,8 +2,8 @@
 
 Handlers declare what they need with `@requires(...)`; the middleware checks the request's
 bearer token against it. No token, or an invalid one: 401 with a `WWW-Authenticate: Bearer`
-challenge naming the scope. A valid token lacking the action: 401 again when the caller could
-be granted it (the client then fetches a token with that scope), else 403 DENIED.
+challenge naming the scope. A valid token lacking the action: 401 again when signing in or a wider token could help
+(anonymous callers, or users the action is permitted to), else 403 DENIED.
 With `auth.enabled` false every request is allowed, as a bare registry.
 """
 
@@ -121,9 +121,12 @@ class Authenticator:
         context = AuthContext(True, claims.get("sub") or None, claims, self.accounts)
 
         if scope is not None and action is not None and action not in granted_actions(claims, scope.type, scope.name):
-            if scope.type == "repository" and action in await repository_actions(
-                self.accounts, await context.user(), scope.name
+            anonymous = context.subject is None
+            if anonymous or (
+                scope.type == "repository"
+                and action in await repository_actions(self.accounts, await context.user(), scope.name)
             ):
+                # Signing in (or a token with more scope) could help: ask for it, as Docker Hub does.
                 raise Unauthorized(
                     f"token does not grant {action} on {scope.name}",
                     headers={"WWW-Authenticate": self.challenge(request, scope, "insufficient_scope")},

@@ -24,7 +24,7 @@ from registry.app import create_app
 from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.s3 import S3Backend
-from tests.s3server import REGION, moto_server, s3_bucket  # noqa: F401  (fixtures)
+from tests.s3server import AWS_ENVIRONMENT, REGION, moto_server, s3_bucket  # noqa: F401  (fixtures)
 
 
 
@@ -102,9 +102,24 @@ def start_registry(root: Path, env: dict[str, str] | None = None, extra_args: li
     return RegistryProcess(f"http://127.0.0.1:{port}", "127.0.0.1", port, root, process)
 
 
-@pytest.fixture
-def registry_process(tmp_path: Path) -> Iterator[RegistryProcess]:
-    running = start_registry(tmp_path / "registry-data")
+def s3_settings_env(bucket, prefix: str = "registry", redirect: bool = True) -> dict[str, str]:
+    """`DOCKYARD_*` variables that put a registry process on `bucket` of the test's moto server."""
+    return {
+        **AWS_ENVIRONMENT,
+        "DOCKYARD_STORAGE__BACKEND": "s3",
+        "DOCKYARD_STORAGE__S3__BUCKET": bucket.name,
+        "DOCKYARD_STORAGE__S3__PREFIX": prefix,
+        "DOCKYARD_STORAGE__S3__REGION": REGION,
+        "DOCKYARD_STORAGE__S3__ENDPOINT_URL": bucket.server.url,
+        "DOCKYARD_STORAGE__S3__REDIRECT": "true" if redirect else "false",
+    }
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def registry_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryProcess]:
+    """A `dockyard-registry serve` process on local disk, or on S3 with blob redirects on."""
+    env = s3_settings_env(request.getfixturevalue("s3_bucket")) if request.param == "s3" else None
+    running = start_registry(tmp_path / "registry-data", env=env)
     try:
         yield running
     finally:

@@ -57,8 +57,8 @@ async def test_owner_pushes_and_pulls_private_repository(aiohttp_client, storage
 
     client.session.headers.pop("Authorization")
     anonymous = await client.get("/v2/alice/app/manifests/v1", headers=await bearer(client, None, "repository:alice/app:pull"))
-    assert anonymous.status == 403
-    assert await error_codes(anonymous) == ["DENIED"]
+    assert anonymous.status == 401, "anonymous callers are asked to sign in, as Docker Hub does"
+    assert 'error="insufficient_scope"' in anonymous.headers["WWW-Authenticate"]
     bob = await client.get("/v2/alice/app/manifests/v1", headers=await bearer(client, ("bob", "pw-123456"), "repository:alice/app:pull"))
     assert bob.status == 403
     bob_push = await client.post("/v2/alice/app/blobs/uploads/", headers=await bearer(client, ("bob", "pw-123456"), "repository:alice/app:pull,push"))
@@ -74,7 +74,11 @@ async def test_public_repository_is_pulled_anonymously_but_not_pushed(aiohttp_cl
     assert made_public.status == 200
     anonymous = await bearer(client, None, "repository:alice/pub:pull,push")
     assert (await client.get("/v2/alice/pub/manifests/v1", headers=anonymous)).status == 200
-    assert (await client.post("/v2/alice/pub/blobs/uploads/", headers=anonymous)).status == 403
+    assert (await client.post("/v2/alice/pub/blobs/uploads/", headers=anonymous)).status == 401
+    bob = await create_user(client, "bob")
+    refused = await client.post("/v2/alice/pub/blobs/uploads/", headers=await bearer(client, bob, "repository:alice/pub:pull,push"))
+    assert refused.status == 403
+    assert await error_codes(refused) == ["DENIED"]
 
 
 async def push_image_as(client, credentials, name, image, tag="v1"):
