@@ -12,6 +12,7 @@ from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
 from .routes import blobs, listing, manifests, referrers, search, token, uploads
 from .routes.admin import add_admin_routes, admin_errors
 from .services import SERVICES, Services
+from .web import add_web_routes
 
 NAME = "{name:[^{}]+?}"
 
@@ -51,6 +52,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     route("GET", f"/v2/{NAME}/referrers/{{digest}}", referrers.list_referrers)
     route("GET", "/v1/search", search.search)
     add_admin_routes(app)
+    add_web_routes(app)
     if registry.signer is not None:
         route("GET", "/token", token.get_token)
         route("POST", "/token", token.post_token)

@@ -21,6 +21,7 @@ from ocispec import mediatypes
 from registry.app import create_app
 from registry.web.render import human_size
 from registry.web.session import COOKIE
+from storage_backends.filesystem import FilesystemBackend
 from tests.conftest import start_registry, stop_process
 from tests.hub import ADMIN, basic, bearer, create_user, hub_client
 from tests.oci import Blob, Image, push_image, random_blob, random_image
@@ -105,6 +106,12 @@ async def page(client: TestClient, path: str, status: int = 200) -> str:
     return text
 
 
+@pytest.fixture
+def disk(tmp_path: Path) -> FilesystemBackend:
+    """For tests of sessions and forms, where the storage backend makes no difference."""
+    return FilesystemBackend(tmp_path / "store")
+
+
 # -- auth disabled ------------------------------------------------------------------------------
 async def test_pages_render_with_auth_disabled_and_settings_are_read_only(aiohttp_client, storage):
     client = await aiohttp_client(create_app(storage))
@@ -165,8 +172,8 @@ async def test_index_tag_lists_each_platform_with_its_size(aiohttp_client, stora
 
 
 # -- escaping and visibility ----------------------------------------------------------------------
-async def test_user_provided_text_is_html_escaped_everywhere(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_user_provided_text_is_html_escaped_everywhere(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     alice = await create_user(client, "alice")
     image = configured_image(Env=[f"EVIL={SCRIPT}"], Labels={"x": '"><img src=x onerror=alert(1)>'})
     await push_as(client, alice, "alice/app", image)
@@ -211,8 +218,8 @@ async def test_private_repositories_are_hidden_from_anonymous_and_other_users(ai
 
 
 # -- sessions ----------------------------------------------------------------------------------
-async def test_sign_in_with_wrong_password_shows_an_error_and_no_session(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_sign_in_with_wrong_password_shows_an_error_and_no_session(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     await create_user(client, "alice", "right-password")
     form = await page(client, "/login")
     response = await client.post("/login", data={"username": "alice", "password": "wrong", "csrf": csrf_of(form)}, allow_redirects=False)
@@ -223,16 +230,16 @@ async def test_sign_in_with_wrong_password_shows_an_error_and_no_session(aiohttp
     assert "Sign out" not in await page(client, "/")
 
 
-async def test_sign_in_needs_the_forms_csrf_token(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_sign_in_needs_the_forms_csrf_token(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     await create_user(client, "alice", "right-password")
     response = await client.post("/login", data={"username": "alice", "password": "right-password"}, allow_redirects=False)
     assert response.status == 200 and "expired" in await response.text()
     assert "Sign out" not in await page(client, "/")
 
 
-async def test_sign_in_sets_a_signed_httponly_lax_cookie_and_sign_out_clears_it(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_sign_in_sets_a_signed_httponly_lax_cookie_and_sign_out_clears_it(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     await create_user(client, "alice", "right-password")
     form = await page(client, "/login?next=/r/alice/app")
     response = await client.post(
@@ -263,8 +270,8 @@ async def test_sign_in_sets_a_signed_httponly_lax_cookie_and_sign_out_clears_it(
     assert "Sign out" not in await page(client, "/")
 
 
-async def test_sign_in_never_redirects_off_site(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_sign_in_never_redirects_off_site(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     await create_user(client, "alice", "right-password")
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         form = await page(client, "/login")
@@ -275,8 +282,8 @@ async def test_sign_in_never_redirects_off_site(aiohttp_client, storage):
         assert response.headers["Location"] == "/", target
 
 
-async def test_personal_access_token_session_ends_when_the_token_is_revoked(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_personal_access_token_session_ends_when_the_token_is_revoked(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     alice = await create_user(client, "alice", "right-password")
     created = await (await client.post("/api/v1/users/alice/tokens", json={"name": "web"}, headers=basic(*alice))).json()
     await sign_in(client, "alice", created["token"])
@@ -326,8 +333,8 @@ async def test_settings_form_refuses_non_admins_and_bad_csrf(aiohttp_client, sto
     await page(client, "/r/alice/app", 404)  # private now
 
 
-async def test_organization_admins_and_site_admins_edit_settings(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_organization_admins_and_site_admins_edit_settings(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     owner = await create_user(client, "owner")
     writer = await create_user(client, "writer")
     assert (await client.post("/api/v1/orgs", json={"name": "acme"}, headers=basic(*owner))).status == 201
@@ -344,8 +351,8 @@ async def test_organization_admins_and_site_admins_edit_settings(aiohttp_client,
         assert response.status == 200 and words in await response.text()
 
 
-async def test_distribution_search_and_token_routes_are_untouched(aiohttp_client, storage):
-    client = await hub_client(aiohttp_client, storage)
+async def test_distribution_search_and_token_routes_are_untouched(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk)
     assert (await client.get("/v2/")).status == 401
     assert (await client.get("/v1/search", params={"q": "x"})).status == 200
     assert (await client.get("/token", params={"service": "dockyard"})).status == 200

@@ -8,6 +8,7 @@ configuration (`auth.token_key_file`, shared by replicas) using ES256 or RS256.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,14 @@ class TokenSigner:
         if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
             raise ValueError(f"{path}: token key must be an EC (P-256) or RSA private key")
         return cls(key, **options)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte secret for `purpose` (e.g. signing web sessions), the same on every replica
+        that shares the token key; it reveals nothing about the key itself."""
+        private_der = self._private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return hmac.new(private_der, f"dockyard:{purpose}".encode(), hashlib.sha256).digest()
 
     def issue(self, subject: str, scopes: list[Scope]) -> tuple[str, int]:
         now = int(time.time())
