@@ -1,0 +1,188 @@
+"""Listing and search at scale: catalog/tags pages with 200 vs 2,000 repositories (filesystem
+and S3), and search over 10,000 repositories. Prints latencies and the 2,000/200 ratio, which
+stays near 1 when a page costs O(page size) rather than O(repositories).
+
+    .venv/bin/python bench/scale.py [--repositories 2000] [--search-repositories 10000] [--requests 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from registry.app import create_app  # noqa: E402
+from registry.hub.accounts import Accounts  # noqa: E402
+from registry.hub.models import RepositorySettings  # noqa: E402
+from registry.repositories import Repositories  # noqa: E402
+from storage_backends import StorageBackend  # noqa: E402
+from storage_backends.filesystem import FilesystemBackend  # noqa: E402
+from storage_backends.s3 import S3Backend  # noqa: E402
+from tests.s3server import AWS_ENVIRONMENT, REGION, start_moto_server  # noqa: E402
+
+WORDS = ["api", "web", "db", "cache", "worker", "proxy", "auth", "search", "queue", "metrics"]
+
+
+def repository_name(index: int) -> str:
+    return f"team{index % 97}/{WORDS[index % len(WORDS)]}-{index:05d}"
+
+
+async def bounded(jobs: list[Callable[[], Awaitable[object]]], concurrency: int = 32) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(job: Callable[[], Awaitable[object]]) -> None:
+        async with gate:
+            await job()
+
+    await asyncio.gather(*(run(job) for job in jobs))
+
+
+async def populate_catalog(storage: StorageBackend, count: int) -> list[str]:
+    repositories = Repositories(storage)
+    names = [repository_name(i) for i in range(count)]
+    await bounded([lambda name=name: repositories.mark_exists(name) for name in names])
+    await storage.put_bytes(f"repositories/{names[0]}/_manifests/tags/latest", b"sha256:" + b"0" * 64)
+    return sorted(names)
+
+
+async def serve(storage: StorageBackend) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(create_app(storage))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def latencies(url: str, paths: list[str]) -> list[float]:
+    timings = []
+    async with aiohttp.ClientSession() as session:
+        for path in paths:
+            started = time.perf_counter()
+            async with session.get(url + path) as response:
+                assert response.status == 200, (path, response.status)
+                await response.read()
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def summary(timings: list[float]) -> str:
+    ordered = sorted(timings)
+    return f"median {statistics.median(ordered):7.2f} ms  p95 {ordered[int(len(ordered) * 0.95) - 1]:7.2f} ms"
+
+
+def count_listings(storage: StorageBackend) -> dict[str, int]:
+    """Wrap the backend's `list` to count calls and names returned (the work a page costs)."""
+    counts = {"calls": 0, "names": 0}
+    original = storage.list
+
+    async def counted(prefix: str, **options: object) -> list[str]:
+        names = await original(prefix, **options)  # type: ignore[arg-type]
+        counts["calls"] += 1
+        counts["names"] += len(names)
+        return names
+
+    storage.list = counted  # type: ignore[method-assign]
+    return counts
+
+
+async def catalog_case(make_storage: Callable[[str], StorageBackend], count: int, requests: int) -> float:
+    storage = make_storage(f"catalog-{count}")
+    names = await populate_catalog(storage, count)
+    counts = count_listings(storage)
+    runner, url = await serve(storage)
+    try:
+        step = max(1, len(names) // requests)
+        paths = [f"/v2/_catalog?n=100&last={names[i]}" for i in range(0, len(names) - 1, step)][:requests]
+        timings = await latencies(url, paths)
+    finally:
+        await runner.cleanup()
+    print(
+        f"  catalog page of 100 with {count:6d} repositories: {summary(timings)}; "
+        f"per page {counts['calls'] / len(paths):.1f} list call(s) returning {counts['names'] / len(paths):.0f} names"
+    )
+    return statistics.median(timings)
+
+
+async def search_case(storage: StorageBackend, count: int, requests: int) -> None:
+    accounts = Accounts(storage, "public")
+    settings = [
+        RepositorySettings(name=repository_name(i), visibility="public", description=f"{WORDS[i % 7]} service number {i}")
+        for i in range(count)
+    ]
+    started = time.perf_counter()
+    await accounts.search.rebuild(settings)
+    print(f"  index of {count} repositories built in {(time.perf_counter() - started) * 1000:.0f} ms "
+          f"({(await storage.stat('hub/search/index.json')).size / 1e6:.1f} MB)")
+    started = time.perf_counter()
+    await accounts.search.update(RepositorySettings(name="late/arrival", visibility="public"))
+    print(f"  one repository added to the index in {(time.perf_counter() - started) * 1000:.0f} ms")
+    runner, url = await serve(storage)
+    try:
+        queries = ["api", "team3/", "db-00042", "service number 99", "nothing-matches", "worker"]
+        paths = [f"/v1/search?q={queries[i % len(queries)]}&n=25" for i in range(requests)]
+        await latencies(url, paths[:3])  # the first query loads the index
+        timings = await latencies(url, paths)
+    finally:
+        await runner.cleanup()
+    print(f"  /v1/search over {count} repositories: {summary(timings)}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repositories", type=int, default=2000)
+    parser.add_argument("--search-repositories", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=40)
+    args = parser.parse_args()
+    small = max(1, args.repositories // 10)
+    results: dict[str, float] = {}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        print("filesystem backend")
+        filesystem = lambda name: FilesystemBackend(Path(scratch) / name)  # noqa: E731
+        few = await catalog_case(filesystem, small, args.requests)
+        many = await catalog_case(filesystem, args.repositories, args.requests)
+        results["filesystem catalog ratio"] = many / few
+        await search_case(filesystem("search"), args.search_repositories, args.requests)
+
+        import os
+
+        os.environ.update(AWS_ENVIRONMENT)
+        moto = start_moto_server(Path(scratch))
+        try:
+            client = moto.client()
+
+            def s3(name: str) -> StorageBackend:
+                bucket = name.replace("_", "-")
+                client.create_bucket(Bucket=bucket)
+                return S3Backend(bucket, region=REGION, endpoint_url=moto.url, redirect=False)
+
+            print("s3 backend (moto on loopback)")
+            few = await catalog_case(s3, small, args.requests)
+            many = await catalog_case(s3, args.repositories, args.requests)
+            results["s3 catalog ratio"] = many / few
+        finally:
+            moto.stop()
+
+    for label, ratio in results.items():
+        print(f"{label} ({args.repositories} / {small} repositories): {ratio:.2f}  (1.0 = independent of size)")
+    print("Each page is one listing of at most n+1 names on both backends. On real S3 that request is")
+    print("O(page) (StartAfter/MaxKeys); moto and a local directory read scan all names internally.")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
