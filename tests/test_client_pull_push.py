@@ -187,6 +187,7 @@ async def test_reference_registry_with_basic_auth_login_push_pull(
 # -- resume, retries, skips, mounts ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)  # the proxy must see blob bytes: no S3 redirect
 async def test_interrupted_download_is_resumed_with_range(registry_process: RegistryProcess, tmp_path: Path, proxy_factory) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"
@@ -229,6 +230,7 @@ async def test_a_corrupt_partial_download_is_discarded_and_fetched_again(
     assert target.read_blob(big.digest) == big.blob
 
 
+@pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)  # the proxy must see blob bytes: no S3 redirect
 async def test_connection_broken_mid_layer_resumes_where_it_stopped(
     registry_process: RegistryProcess, tmp_path: Path, proxy_factory
 ) -> None:
@@ -248,6 +250,7 @@ async def test_connection_broken_mid_layer_resumes_where_it_stopped(
     assert 0 < resumed_from <= 300_000 and second.status == 206
 
 
+@pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)  # the proxy must see blob bytes: no S3 redirect
 async def test_503_and_429_are_retried_then_succeed(registry_process: RegistryProcess, tmp_path: Path, proxy_factory) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"
