@@ -7,10 +7,11 @@ collection (`registry.gc`), so a concurrent push that is about to reference it i
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ocispec.digest import Digest
-from storage_backends import ObjectNotFound, StorageBackend
+from storage_backends import ObjectInfo, ObjectNotFound, StorageBackend
 
 from . import layout
 from .errors import BlobUnknown
@@ -35,14 +36,17 @@ class Blobs:
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """Size of a blob the repository links; BlobUnknown otherwise."""
-        if not await self.is_linked(name, digest):
-            raise BlobUnknown(f"blob {digest} is not in repository {name!r}", detail={"digest": str(digest)})
         key = layout.blob(digest)
-        try:
-            info = await self.storage.stat(key)
-        except ObjectNotFound:
-            raise BlobUnknown(f"blob {digest} is not in repository {name!r}", detail={"digest": str(digest)}) from None
+        linked, info = await asyncio.gather(self.is_linked(name, digest), self._stat_or_none(key))
+        if not linked or info is None:
+            raise BlobUnknown(f"blob {digest} is not in repository {name!r}", detail={"digest": str(digest)})
         return BlobInfo(digest, info.size, key)
+
+    async def _stat_or_none(self, key: str) -> ObjectInfo | None:
+        try:
+            return await self.storage.stat(key)
+        except ObjectNotFound:
+            return None
 
     async def is_stored(self, digest: Digest) -> bool:
         return await self.storage.exists(layout.blob(digest))

@@ -12,15 +12,17 @@ THREAD_HASH_THRESHOLD = 64 * 1024
 
 
 async def rebuffer(source: AsyncIterable[bytes], size: int = BUFFER_SIZE) -> AsyncIterator[bytes]:
-    """Regroup a stream of small network reads into chunks of about `size` bytes."""
-    pending = bytearray()
+    """Regroup a stream of small network reads into chunks of about `size` bytes (one copy)."""
+    pending: list[bytes] = []
+    pending_size = 0
     async for chunk in source:
-        pending += chunk
-        if len(pending) >= size:
-            yield bytes(pending)
-            pending.clear()
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, pending_size = [], 0
     if pending:
-        yield bytes(pending)
+        yield b"".join(pending)
 
 
 async def hashing(source: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -88,6 +89,25 @@ class FilesystemBackend(StorageBackend):
         os.replace(temporary, target)
         _fsync_dir(target.parent)
 
+    async def put_bytes(self, path: str, data: bytes) -> None:
+        """A small object in one worker-thread hop (the metadata writes of every request)."""
+        target = self._full(path)
+        await asyncio.to_thread(self._put_small, target, data)
+
+    def _put_small(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        self._publish(temporary, target)
+
     async def get_bytes(self, path: str) -> bytes:
         full = self._full(path)
         try:
@@ -122,7 +142,7 @@ class FilesystemBackend(StorageBackend):
             result = await asyncio.to_thread(os.stat, full)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(path) from None
-        if not os.path.isfile(full):
+        if not stat.S_ISREG(result.st_mode):
             raise ObjectNotFound(path)
         return ObjectInfo(size=result.st_size, modified=result.st_mtime)
 
