@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.client_exceptions import ClientPayloadError
@@ -152,8 +153,6 @@ def pagination(request: web.Request) -> tuple[int | None, str | None]:
 
 
 def next_link(path: str, limit: int, last: str) -> str:
-    from urllib.parse import urlencode
-
     return f'<{path}?{urlencode({"n": limit, "last": last})}>; rel="next"'
 
 

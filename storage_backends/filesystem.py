@@ -15,6 +15,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, check_path
 
@@ -38,6 +39,16 @@ async def _write_chunk(fd: int, data: bytes) -> None:
     except asyncio.CancelledError:
         await asyncio.wait([future])
         raise
+
+
+async def _read_up_to(handle: BinaryIO, remaining: int) -> AsyncIterator[bytes]:
+    """Stream `remaining` bytes from the handle's position, reading in a worker thread."""
+    while remaining > 0:
+        chunk = await asyncio.to_thread(handle.read, min(READ_CHUNK, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+        yield chunk
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -125,13 +136,8 @@ class FilesystemBackend(StorageBackend):
             size = os.fstat(handle.fileno()).st_size
             if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
                 raise InvalidRange(f"range {offset}+{length} outside object of {size} bytes")
-            remaining = size - offset if length is None else length
             handle.seek(offset)
-            while remaining > 0:
-                chunk = await asyncio.to_thread(handle.read, min(READ_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
+            async for chunk in _read_up_to(handle, size - offset if length is None else length):
                 yield chunk
         finally:
             handle.close()
@@ -254,11 +260,7 @@ class FilesystemBackend(StorageBackend):
         except FileNotFoundError:
             return
         try:
-            while remaining > 0:
-                chunk = await asyncio.to_thread(handle.read, min(READ_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
+            async for chunk in _read_up_to(handle, remaining):
                 yield chunk
         finally:
             handle.close()
