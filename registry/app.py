@@ -30,6 +30,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     app.on_response_prepare.append(add_common_headers)
     app.on_startup.append(_ensure_admin)
     app.on_cleanup.append(_close_storage)
+    app.cleanup_ctx.append(registry.webhooks.run)  # cleaned up before _close_storage
 
     route = app.router.add_route
     route("GET", "/v2/", listing.api_version)

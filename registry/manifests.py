@@ -74,6 +74,7 @@ class StoredManifest:
 class PushedManifest:
     digest: Digest
     subject: Digest | None
+    media_type: str
 
 
 class Manifests:
@@ -110,7 +111,7 @@ class Manifests:
             )
         if reference.tag is not None:
             await self.storage.put_bytes(layout.tag(name, reference.tag), str(digest).encode())
-        return PushedManifest(digest, subject)
+        return PushedManifest(digest, subject, parsed.media_type)
 
     async def _require_references(self, name: str, parsed: ParsedManifest) -> None:
         blob_checks = [self.blobs.is_linked(name, digest) for digest in parsed.blobs]

@@ -12,6 +12,7 @@ from .blobs import Blobs
 from .config import RegistryOptions, Settings
 from .hub.accounts import Accounts
 from .hub.tokens import TokenSigner
+from .hub.webhooks import Webhooks
 from .manifests import Manifests
 from .ratelimit import PullRateLimiter
 from .repositories import Repositories
@@ -30,6 +31,7 @@ class Services:
     signer: TokenSigner | None
     """Signs bearer tokens; None when auth is disabled."""
     pull_limiter: PullRateLimiter | None
+    webhooks: Webhooks
 
     @property
     def options(self) -> RegistryOptions:
@@ -56,6 +58,7 @@ class Services:
             accounts=accounts,
             signer=signer,
             pull_limiter=PullRateLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
+            webhooks=Webhooks(storage),
         )
 
 

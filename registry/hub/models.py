@@ -64,4 +64,5 @@ class Webhook(BaseModel):
     id: str
     url: str
     events: list[Literal["push", "delete"]] = ["push", "delete"]
+    secret: str | None = Field(default=None, description="signs deliveries (HMAC-SHA256); never shown")
     created: float = Field(default_factory=time.time)

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from ocispec.names import InvalidName, validate_repository
 
 from ..hub.accounts import Conflict, HubError, NotFound
-from ..hub.models import Role, User, Visibility
+from ..hub.models import Role, User, Visibility, Webhook
 from ..hub.permissions import repository_actions
+from ..hub.webhooks import EventKind
 from ..services import services
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -111,6 +112,12 @@ class Membership(BaseModel):
 class RepositoryUpdate(BaseModel):
     visibility: Visibility | None = None
     description: str | None = None
+
+
+class NewWebhook(BaseModel):
+    url: str
+    events: list[EventKind] = ["push", "delete"]
+    secret: str | None = None
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -272,6 +279,30 @@ async def star_repository(request: web.Request) -> web.Response:
     return web.json_response(_repository_json(settings, user))
 
 
+# -- webhooks ------------------------------------------------------------------------------
+def _webhook_json(hook: Webhook) -> dict[str, Any]:
+    return {"id": hook.id, "url": hook.url, "events": hook.events, "signed": hook.secret is not None, "created": hook.created}
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    settings = await _visible_repository(request, await caller(request), "admin")
+    body = await _body(request, NewWebhook)
+    hook = await services(request).webhooks.store.add(settings.name, body.url, body.events, body.secret)
+    return web.json_response(_webhook_json(hook), status=201)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    settings = await _visible_repository(request, await caller(request), "admin")
+    hooks = await services(request).webhooks.store.list(settings.name)
+    return web.json_response({"webhooks": [_webhook_json(hook) for hook in hooks]})
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    settings = await _visible_repository(request, await caller(request), "admin")
+    await services(request).webhooks.store.remove(settings.name, request.match_info["webhook_id"])
+    return web.Response(status=204)
+
+
 def add_admin_routes(app: web.Application) -> None:
     route = app.router.add_route
     route("POST", "/api/v1/users", create_user)
@@ -286,5 +317,8 @@ def add_admin_routes(app: web.Application) -> None:
     route("DELETE", "/api/v1/orgs/{org}/members/{user}", remove_member)
     route("PUT", "/api/v1/repositories/{name:[^{}]+?}/star", star_repository)
     route("DELETE", "/api/v1/repositories/{name:[^{}]+?}/star", star_repository)
+    route("POST", "/api/v1/repositories/{name:[^{}]+?}/webhooks", create_webhook)
+    route("GET", "/api/v1/repositories/{name:[^{}]+?}/webhooks", list_webhooks)
+    route("DELETE", "/api/v1/repositories/{name:[^{}]+?}/webhooks/{webhook_id}", delete_webhook)
     route("GET", "/api/v1/repositories/{name:[^{}]+}", get_repository)
     route("PATCH", "/api/v1/repositories/{name:[^{}]+}", update_repository)

@@ -67,6 +67,8 @@ async def put_manifest(request: web.Request) -> web.Response:
     reference = Reference.parse(request.match_info["reference"])
     body = await _read_limited(request, MAX_MANIFEST_SIZE)
     pushed = await services(request).manifests.put(name, reference, body, request.headers.get("Content-Type"))
+    services(request).webhooks.notify("push", name, tag=reference.tag, digest=str(pushed.digest), media_type=pushed.media_type,
+                                      pusher=auth_context(request).subject, registry=request.host)
     headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": str(pushed.digest)}
     if pushed.subject is not None:
         headers["OCI-Subject"] = str(pushed.subject)
@@ -78,4 +80,7 @@ async def delete_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])
     await services(request).manifests.delete(name, reference)
+    digest = str(reference.digest) if reference.digest is not None else None
+    services(request).webhooks.notify("delete", name, tag=reference.tag, digest=digest,
+                                      pusher=auth_context(request).subject, registry=request.host)
     return empty_response(202, {})
