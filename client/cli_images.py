@@ -1,0 +1,210 @@
+"""The `dockyard` commands on the local store: images, tag, rmi, inspect, history, save, load.
+
+Each resolves what the user typed (`Context.locate`), asks the store (or `archive` for save and
+load) and prints what it got as the docker CLI would. Single-image errors are raised for
+`cli.main` to print; commands taking several images (rmi, inspect) report each failure as an
+`Error: ...` line, carry on with the rest and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .cli_context import Context, UsageError, user_errors
+from .cli_output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
+
+HISTORY_WIDTH = 45
+
+
+def images_command(ctx: Context) -> int:
+    args = ctx.args
+    wanted_repository = wanted_tag = None
+    if args.repository:
+        wanted = ctx.reference(args.repository, default_tag=None)
+        wanted_repository, wanted_tag = wanted.name, wanted.tag
+    now = datetime.now(timezone.utc)
+    rows: list[tuple[str, str, str, str, str]] = []
+    for record in ctx.store().images():
+        image_id = record.id if args.no_trunc else record.short_id
+        for repository, tag in _listed_names(record):
+            if wanted_repository is not None and (repository != wanted_repository or (wanted_tag and tag != wanted_tag)):
+                continue
+            shown = familiar(repository) if repository != NONE else NONE
+            rows.append((shown, tag, image_id, ago(record.created, now), human_size(record.size)))
+    if args.quiet:
+        for image_id in dict.fromkeys(row[2] for row in rows):
+            ctx.print(image_id)
+    else:
+        ctx.print(table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows))
+    return 0
+
+
+def _listed_names(record: Any) -> list[tuple[str, str]]:
+    """(full repository, tag) rows of one image: one per tag; `<none>` tag for a repository known
+    only by digest; `<none> <none>` for a dangling image."""
+    rows = []
+    for name in sorted(record.repo_tags):
+        repository, tag, _ = split_name(name)
+        rows.append((repository, tag or NONE))
+    tagged = {repository for repository, _ in rows}
+    for name in sorted(record.repo_digests):
+        repository = split_name(name)[0]
+        if repository not in tagged:
+            rows.append((repository, NONE))
+            tagged.add(repository)
+    return rows or [(NONE, NONE)]
+
+
+def tag_command(ctx: Context) -> int:
+    target = str(ctx.reference(ctx.args.target))
+    ctx.store().tag(ctx.locate(ctx.args.source), target)
+    return 0
+
+
+def rmi_command(ctx: Context) -> int:
+    store = ctx.store()
+    status = 0
+    for text in ctx.args.images:
+        try:
+            report = store.remove(ctx.locate(text), ctx.args.force)
+        except user_errors() as error:
+            ctx.error(error)
+            status = 1
+            continue
+        for name in report.untagged:
+            ctx.print(f"Untagged: {familiar(name)}")
+        for digest in report.deleted:
+            ctx.print(f"Deleted: {digest}")
+    return status
+
+
+def inspect_command(ctx: Context) -> int:
+    store = ctx.store()
+    documents = []
+    status = 0
+    for text in ctx.args.images:
+        try:
+            record = store.resolve(ctx.locate(text))
+            documents.append(inspect_document(record, store.config(record)))
+        except user_errors() as error:
+            ctx.error(error)
+            status = 1
+    ctx.print(json.dumps(documents, indent=4, ensure_ascii=False))
+    return status
+
+
+def inspect_document(record: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """`docker image inspect`'s fields, from the store's record and the image config."""
+    document: dict[str, Any] = {
+        "Id": record.id,
+        "RepoTags": [familiar(name) for name in record.repo_tags],
+        "RepoDigests": [familiar(name) for name in record.repo_digests],
+        "Parent": "",
+        "Comment": config.get("comment") or "",
+        "Created": config.get("created") or "",
+        "DockerVersion": config.get("docker_version") or "",
+        "Author": config.get("author") or "",
+        "Config": config.get("config"),
+        "Architecture": config.get("architecture") or "",
+    }
+    if config.get("variant"):
+        document["Variant"] = config["variant"]
+    document["Os"] = config.get("os") or ""
+    if config.get("os.version"):
+        document["OsVersion"] = config["os.version"]
+    document.update(
+        {
+            "Size": record.size,
+            "RootFS": {"Type": (config.get("rootfs") or {}).get("type") or "layers", "Layers": list(record.diff_ids)},
+            "Metadata": {"LastTagTime": record.added or "0001-01-01T00:00:00Z"},
+            "Descriptor": {"mediaType": record.media_type, "digest": record.manifest_digest, "size": record.manifest_size},
+        }
+    )
+    return document
+
+
+def history_command(ctx: Context) -> int:
+    args = ctx.args
+    store = ctx.store()
+    record = store.resolve(ctx.locate(args.image))
+    steps = history_steps(store.config(record), [layer.size for layer in record.layers])
+    now = datetime.now(timezone.utc)
+    rows = []
+    for index, step in enumerate(steps):
+        image = (record.id if args.no_trunc else record.short_id) if index == 0 else MISSING
+        created_by = one_line(step["created_by"])
+        if not args.no_trunc:
+            created_by = ellipsis(created_by, HISTORY_WIDTH)
+        rows.append((image, ago(step["created"], now), created_by, human_size(step["size"]), step["comment"]))
+    if args.quiet:
+        for row in rows:
+            ctx.print(row[0])
+    else:
+        ctx.print(table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), rows))
+    return 0
+
+
+def history_steps(config: dict[str, Any], layer_sizes: list[int]) -> list[dict[str, Any]]:
+    """The config's history, newest first, each non-empty step given the size of its layer (in
+    order); layers that no history entry accounts for get a step of their own."""
+    steps = []
+    layers = iter(layer_sizes)
+    for entry in config.get("history") or []:
+        if not isinstance(entry, dict):
+            continue
+        size = 0 if entry.get("empty_layer") else next(layers, 0)
+        steps.append(
+            {
+                "created": entry.get("created"),
+                "created_by": str(entry.get("created_by") or ""),
+                "size": size,
+                "comment": str(entry.get("comment") or ""),
+            }
+        )
+    for size in layers:
+        steps.append({"created": None, "created_by": "", "size": size, "comment": ""})
+    return steps[::-1]
+
+
+def save_command(ctx: Context) -> int:
+    from .archive import SaveEntry, save_to_file, save_to_stream
+
+    store = ctx.store()
+    entries = []
+    for text in ctx.args.images:
+        key = ctx.locate(text)
+        record = store.resolve(key)
+        # saved by a tag: that tag; by ID or digest: every tag the image has
+        tags = [key] if key in record.repo_tags else sorted(record.repo_tags)
+        entries.append(SaveEntry(record, tuple(familiar(name) for name in tags)))
+    if ctx.args.output:
+        save_to_file(store, entries, Path(ctx.args.output))
+    elif sys.stdout.isatty():
+        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    else:
+        save_to_stream(store, entries, sys.stdout.buffer)
+    return 0
+
+
+def load_command(ctx: Context) -> int:
+    from .archive import load_archive, load_from_stream
+
+    store = ctx.store()
+    default_registry = ctx.settings().default_registry
+    if ctx.args.input:
+        loaded = load_archive(store, Path(ctx.args.input), default_registry=default_registry)
+    elif sys.stdin.isatty():
+        raise UsageError("requested load from stdin, but stdin is a terminal: use -i FILE or redirect")
+    else:
+        loaded = load_from_stream(store, sys.stdin.buffer, default_registry=default_registry)
+    for image in loaded:
+        if image.repo_tags:
+            for tag in image.repo_tags:
+                ctx.print(f"Loaded image: {tag}")
+        else:
+            ctx.print(f"Loaded image ID: {image.image_id}")
+    return 0

@@ -1,0 +1,134 @@
+"""How the `dockyard` CLI words things: tables, sizes, ages, names and truncation, as Docker does.
+
+Pure functions of their arguments (the current time is passed in): no I/O, no store, no network,
+so the formats are tested without running a command.
+
+- `table` pads columns like Docker's tabwriter (minimum width 10, three spaces of padding).
+- `human_size` is go-units' `HumanSizeWithPrecision(n, 3)`: decimal units, "7.8MB", "512B".
+- `human_duration` is go-units' `HumanDuration` ("3 minutes", "About an hour", "2 weeks");
+  the CLI adds " ago".
+- `familiar` turns the store's full names into the short form Docker shows
+  (`docker.io/library/alpine:latest` -> `alpine:latest`); other registries' names are unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+DOCKER_HUB = "docker.io"
+NONE = "<none>"
+MISSING = "<missing>"
+ELLIPSIS = "…"
+
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, min_width: int = 10, padding: int = 3) -> str:
+    """Rows under a header, every column but the last padded to its widest cell plus `padding`."""
+    lines = [list(header), *[list(row) for row in rows]]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    out = []
+    for line in lines:
+        cells = [cell.ljust(max(widths[i] + padding, min_width)) for i, cell in enumerate(line[:-1])]
+        out.append(("".join(cells) + line[-1]).rstrip())
+    return "\n".join(out)
+
+
+def human_size(size: float) -> str:
+    """Bytes in decimal units with three significant digits: 0B, 512B, 1.23MB, 7.8GB."""
+    index = 0
+    while size >= 1000 and index < len(_UNITS) - 1:
+        size /= 1000
+        index += 1
+    text = f"{size:.3g}"
+    if "e" in text and index < len(_UNITS) - 1:  # 999.9 rounds up to the next unit
+        return f"{size / 1000:.3g}{_UNITS[index + 1]}"
+    return f"{text}{_UNITS[index]}"
+
+
+def human_duration(seconds: float) -> str:
+    """An elapsed time as Docker words it (go-units `HumanDuration`)."""
+    whole = int(seconds)
+    if whole < 1:
+        return "Less than a second"
+    if whole == 1:
+        return "1 second"
+    if whole < 60:
+        return f"{whole} seconds"
+    minutes = whole // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{whole // 3600 // 24 // 365} years"
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time from an image config (nanoseconds allowed, `Z` or an offset), or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def ago(created: object, now: datetime) -> str:
+    """`3 minutes ago` for an RFC 3339 time; `N/A` when there is none."""
+    when = parse_time(created)
+    if when is None or when.year <= 1:
+        return "N/A"
+    return human_duration((now - when).total_seconds()) + " ago"
+
+
+def ellipsis(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the last one an ellipsis when it was cut."""
+    if len(text) <= width:
+        return text
+    return text[: width - 1] + ELLIPSIS
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def short_id(digest: str) -> str:
+    """The 12 hex digits Docker shows for an image ID or layer digest."""
+    return digest.split(":", 1)[-1][:12]
+
+
+def familiar(name: str) -> str:
+    """A full store name (`host/repo:tag`, `host/repo@digest`, or `host/repo`) as Docker shows it."""
+    host, slash, rest = name.partition("/")
+    if not slash or host != DOCKER_HUB:
+        return name
+    if rest.startswith("library/") and "/" not in rest[len("library/") :]:
+        return rest[len("library/") :]
+    return rest
+
+
+def split_name(name: str) -> tuple[str, str | None, str | None]:
+    """`host/repo:tag` -> (`host/repo`, tag, None); `host/repo@digest` -> (`host/repo`, None, digest)."""
+    if "@" in name:
+        repository, digest = name.split("@", 1)
+        return repository, None, digest
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :], None
+    return name, None, None
