@@ -42,7 +42,7 @@ async def test_stars_break_ties(aiohttp_client, storage):
     fan = await create_user(client, "fan")
     await make_repository(client, "a/web")
     await make_repository(client, "b/web")
-    assert (await client.put("/api/v1/repositories/b/web/star", headers=basic(*fan))).status == 200
+    assert (await client.put("/api/v1/repositories/b/web/-/star", headers=basic(*fan))).status == 200
     body = await (await client.get("/v1/search", params={"q": "web"})).json()
     assert [(r["name"], r["star_count"]) for r in body["results"]] == [("b/web", 1), ("a/web", 0)]
 
@@ -84,3 +84,12 @@ async def test_search_without_auth_lists_everything_and_sees_other_processes_wri
     second = await aiohttp_client(create_app(storage))
     await push_blob(first, "acme/app", random_blob(8))
     assert [r["name"] for r in (await (await second.get("/v1/search", params={"q": "acme"})).json())["results"]] == ["acme/app"]
+
+
+async def test_admin_routes_never_shadow_repository_names(aiohttp_client, storage):
+    """`star`, `webhooks`: valid last components of repository names, so sub-resources sit under /-/."""
+    client = await hub_client(aiohttp_client, storage)
+    await make_repository(client, "alice/webhooks", "a repository named like a sub-resource")
+    response = await client.get("/api/v1/repositories/alice/webhooks", headers=basic(*ADMIN))
+    assert response.status == 200
+    assert (await response.json())["name"] == "alice/webhooks"

@@ -102,7 +102,7 @@ async def pushed_repository(client: TestClient, credentials: tuple[str, str], na
 
 
 async def add_webhook(client: TestClient, credentials: tuple[str, str], name: str, **body) -> dict:
-    response = await client.post(f"/api/v1/repositories/{name}/webhooks", json=body, headers=basic(*credentials))
+    response = await client.post(f"/api/v1/repositories/{name}/-/webhooks", json=body, headers=basic(*credentials))
     assert response.status == 201, await response.text()
     return await response.json()
 
@@ -311,19 +311,19 @@ async def test_webhooks_are_stored_in_the_backend_and_removed(aiohttp_client, ai
 
     # Another replica over the same storage sees them (nothing is cached in the process).
     other = await aiohttp_client(create_app(storage, hub_settings()))
-    listed = await other.get("/api/v1/repositories/alice/app/webhooks", headers=basic(*alice))
+    listed = await other.get("/api/v1/repositories/alice/app/-/webhooks", headers=basic(*alice))
     assert listed.status == 200
     body = await listed.json()
     assert [hook["id"] for hook in body["webhooks"]] == [first["id"], second["id"]]
     assert all("secret" not in hook for hook in body["webhooks"])
     assert [hook["signed"] for hook in body["webhooks"]] == [True, False]
 
-    assert (await client.delete(f"/api/v1/repositories/alice/app/webhooks/{first['id']}", headers=basic(*alice))).status == 204
-    again = await client.delete(f"/api/v1/repositories/alice/app/webhooks/{first['id']}", headers=basic(*alice))
+    assert (await client.delete(f"/api/v1/repositories/alice/app/-/webhooks/{first['id']}", headers=basic(*alice))).status == 204
+    again = await client.delete(f"/api/v1/repositories/alice/app/-/webhooks/{first['id']}", headers=basic(*alice))
     assert again.status == 404
-    assert (await client.delete(f"/api/v1/repositories/alice/app/webhooks/{second['id']}", headers=basic(*alice))).status == 204
+    assert (await client.delete(f"/api/v1/repositories/alice/app/-/webhooks/{second['id']}", headers=basic(*alice))).status == 204
     assert not await storage.exists("repositories/alice/app/_webhooks.json")
-    empty = await client.get("/api/v1/repositories/alice/app/webhooks", headers=basic(*alice))
+    empty = await client.get("/api/v1/repositories/alice/app/-/webhooks", headers=basic(*alice))
     assert await empty.json() == {"webhooks": []}
 
 
@@ -339,26 +339,26 @@ async def test_only_callers_with_admin_on_the_repository_manage_webhooks(aiohttp
 
     for name, status in (("alice/public", 403), ("alice/private", 404), ("alice/missing", 404)):
         responses = [
-            await client.post(f"/api/v1/repositories/{name}/webhooks", json=body, headers=basic(*bob)),
-            await client.get(f"/api/v1/repositories/{name}/webhooks", headers=basic(*bob)),
-            await client.delete(f"/api/v1/repositories/{name}/webhooks/{hook['id']}", headers=basic(*bob)),
+            await client.post(f"/api/v1/repositories/{name}/-/webhooks", json=body, headers=basic(*bob)),
+            await client.get(f"/api/v1/repositories/{name}/-/webhooks", headers=basic(*bob)),
+            await client.delete(f"/api/v1/repositories/{name}/-/webhooks/{hook['id']}", headers=basic(*bob)),
         ]
         assert [r.status for r in responses] == [status] * 3, name
-    anonymous = await client.get("/api/v1/repositories/alice/public/webhooks")
+    anonymous = await client.get("/api/v1/repositories/alice/public/-/webhooks")
     assert anonymous.status == 401
-    assert len((await (await client.get("/api/v1/repositories/alice/public/webhooks", headers=basic(*alice))).json())["webhooks"]) == 1
+    assert len((await (await client.get("/api/v1/repositories/alice/public/-/webhooks", headers=basic(*alice))).json())["webhooks"]) == 1
 
     # Organization admins manage their namespace's webhooks; writers (push, delete) do not.
     assert (await client.post("/api/v1/orgs", json={"name": "acme"}, headers=basic(*bob))).status == 201
     added = await client.put("/api/v1/orgs/acme/members/writer", json={"role": "write"}, headers=basic(*bob))
     assert added.status == 200
     await pushed_repository(client, writer, "acme/app")
-    refused = await client.post("/api/v1/repositories/acme/app/webhooks", json=body, headers=basic(*writer))
+    refused = await client.post("/api/v1/repositories/acme/app/-/webhooks", json=body, headers=basic(*writer))
     assert refused.status == 403
     await add_webhook(client, bob, "acme/app", url="https://hooks.example.com/acme")
     # Site admins manage every repository's webhooks.
     await add_webhook(client, ADMIN, "alice/private", url="https://hooks.example.com/admin")
-    listed = await client.get("/api/v1/repositories/alice/private/webhooks", headers=basic(*alice))
+    listed = await client.get("/api/v1/repositories/alice/private/-/webhooks", headers=basic(*alice))
     assert [h["url"] for h in (await listed.json())["webhooks"]] == ["https://hooks.example.com/admin"]
     assert not await storage.exists("repositories/alice/missing/_webhooks.json")
 
@@ -367,7 +367,7 @@ async def test_invalid_webhooks_are_rejected_with_400_and_not_stored(aiohttp_cli
     client = await hub(aiohttp_client, storage)
     alice = await create_user(client, "alice")
     await pushed_repository(client, alice, "alice/app")
-    url = "/api/v1/repositories/alice/app/webhooks"
+    url = "/api/v1/repositories/alice/app/-/webhooks"
     bad_bodies = [
         {"url": "ftp://hooks.example.com/"},
         {"url": "javascript:alert(1)"},
