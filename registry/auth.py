@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -19,7 +19,10 @@ from .errors import Denied, Unauthorized
 from .hub.accounts import Accounts
 from .hub.models import User
 from .hub.permissions import repository_actions
-from .hub.tokens import InvalidToken, Scope, TokenSigner, granted_actions
+from .hub.scopes import InvalidToken, Scope, granted_actions
+
+if TYPE_CHECKING:
+    from .hub.tokens import TokenSigner
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)

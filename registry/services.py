@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,12 +12,14 @@ from storage_backends import StorageBackend
 from .blobs import Blobs
 from .config import RegistryOptions, Settings
 from .hub.accounts import Accounts
-from .hub.tokens import TokenSigner
 from .hub.webhooks import Webhooks
 from .manifests import Manifests
 from .ratelimit import PullRateLimiter
 from .repositories import Repositories
 from .uploads import Uploads
+
+if TYPE_CHECKING:
+    from .hub.tokens import TokenSigner
 
 
 @dataclass
@@ -43,11 +46,11 @@ class Services:
         repositories = Repositories(storage, on_created=accounts.ensure_repository)
         blobs = Blobs(storage, repositories)
         auth = settings.auth
-        signer = (
-            TokenSigner.from_file(auth.token_key_file, issuer=auth.issuer, service=auth.service, ttl=auth.token_ttl)
-            if auth.enabled
-            else None
-        )
+        signer = None
+        if auth.enabled:
+            from .hub.tokens import TokenSigner  # the JOSE stack is loaded only with auth on
+
+            signer = TokenSigner.from_file(auth.token_key_file, issuer=auth.issuer, service=auth.service, ttl=auth.token_ttl)
         return cls(
             storage=storage,
             settings=settings,

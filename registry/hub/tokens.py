@@ -1,4 +1,4 @@
-"""Docker registry bearer tokens: scopes, and the JWTs that grant them.
+"""Docker registry bearer tokens: the JWTs that grant scopes (imported only with auth on).
 
 Tokens follow the Docker token-auth spec (docs/spec/auth/jwt.md): claims `iss`, `sub`, `aud`,
 `exp`, `nbf`, `iat`, `jti` and `access: [{type, name, actions}]`, signed with the key from
@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +18,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .scopes import InvalidToken, Scope
+
 LEEWAY_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class Scope:
-    """`repository:<name>:<actions>` or `registry:catalog:*`."""
-
-    type: str
-    name: str
-    actions: frozenset[str] = field(default_factory=frozenset)
-
-    @classmethod
-    def parse(cls, text: str) -> Scope:
-        kind, _, rest = text.partition(":")
-        name, _, actions = rest.rpartition(":")
-        if not kind or not name or not actions:
-            raise ValueError(f"invalid scope {text!r}: expected type:name:actions")
-        return cls(kind, name, frozenset(action for action in actions.split(",") if action))
-
-    def __str__(self) -> str:
-        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
-
-    def claim(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "actions": sorted(self.actions)}
-
-
-class InvalidToken(Exception):
-    """A bearer token that is expired, forged, for another audience, or malformed."""
 
 
 class TokenSigner:
@@ -108,11 +82,3 @@ class TokenSigner:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from None
-
-
-def granted_actions(claims: dict[str, Any], kind: str, name: str) -> frozenset[str]:
-    actions: set[str] = set()
-    for entry in claims.get("access") or []:
-        if isinstance(entry, dict) and entry.get("type") == kind and entry.get("name") == name:
-            actions.update(str(action) for action in entry.get("actions") or [])
-    return frozenset(actions)

@@ -9,7 +9,7 @@ from aiohttp import web
 from ..hub.models import User
 from ..hub.permissions import can_pull
 from ..hub.search import Entry
-from ..hub.tokens import InvalidToken
+from ..hub.scopes import InvalidToken
 from ..services import services
 from .admin import caller
 

@@ -16,7 +16,7 @@ from ocispec.names import InvalidName, validate_repository
 
 from ..hub.models import User
 from ..hub.permissions import repository_actions
-from ..hub.tokens import Scope
+from ..hub.scopes import Scope
 from ..services import services
 
 

@@ -27,10 +27,13 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..hub.tokens import TokenSigner
+if TYPE_CHECKING:
+    from ..hub.tokens import TokenSigner
+
 
 COOKIE = "dockyard_session"
 LIFETIME = 12 * 3600
