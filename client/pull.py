@@ -72,12 +72,14 @@ async def pull(
         await asyncio.to_thread(store.write_blob, manifest.data, manifest.digest)
         blobs = [image.config.digest, *(layer.digest for layer in image.layers)]
         await asyncio.to_thread(MountHints(store.root).record, blobs, reference.registry, reference.repository)
-        return await asyncio.to_thread(
-            store.add_image,
-            stored_name(reference),
-            manifest.digest,
-            index_digest=index.digest if index is not None else None,
-        )
+        index_digest = index.digest if index is not None else None
+        record = await asyncio.to_thread(store.add_image, stored_name(reference), manifest.digest, index_digest=index_digest)
+        if not reference.digest:
+            # As docker does, remember the digest pulled (RepoDigests), so `name@digest` finds the image.
+            record = await asyncio.to_thread(
+                store.add_image, f"{reference.name}@{top.digest}", manifest.digest, index_digest=index_digest
+            )
+        return record
 
 
 def stored_name(reference: ImageReference) -> str:

@@ -72,6 +72,9 @@ async def push(
         await gather_bounded(jobs, concurrency)
         digest = await client.put_manifest(target.repository, target.tag or target.reference, data, media_type)
         await asyncio.to_thread(hints.record, [config["digest"], *layers], target.registry, target.repository)
+        if digest == record.manifest_digest:
+            # The pushed digest joins the image's RepoDigests, as docker records it.
+            await asyncio.to_thread(store.add_image, f"{target.name}@{digest}", record.manifest_digest)
         return digest
 
 

@@ -119,6 +119,10 @@ async def test_push_to_dockyard_and_pull_back_into_a_fresh_store(registry_proces
     assert set(progress.statuses.values()) == {"Pull complete"}
     assert all(progress.moved[d] == len(image.blobs()[d]) for d in image.layer_digests)
     assert fresh.resolve(name).manifest_digest == image.digest
+    repository = name.rsplit(":", 1)[0]
+    assert record.repo_digests == [f"{repository}@{image.digest}"], "the pulled digest is recorded, as docker does"
+    assert fresh.resolve(f"{repository}@{image.digest}").config_digest == image.config_digest
+    assert new_store(tmp_path / "a").resolve(name).repo_digests == [f"{repository}@{image.digest}"], "and the pushed one"
 
 
 async def test_pull_chooses_the_platform_from_an_index(registry_process: RegistryProcess, tmp_path: Path) -> None:
