@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -49,6 +50,9 @@ async def _serve(settings: Settings) -> None:
     # requests instead of letting them finish.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Blocking storage calls (mostly fsync) wait on the disk, not the CPU: a pool sized for
+    # I/O keeps concurrent uploads from queueing behind asyncio's default of cores + 4.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=settings.http.io_threads, thread_name_prefix="storage"))
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     app = create_app(open_storage(settings), settings)

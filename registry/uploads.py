@@ -143,13 +143,25 @@ class Uploads:
             return BlobInfo(digest, size, layout.blob(digest))
 
     async def upload_whole(self, name: str, digest: Digest, body: AsyncIterable[bytes], length: int | None) -> BlobInfo:
-        """A monolithic upload: one request carries the whole blob."""
-        status = await self.start(name)
+        """A monolithic upload: one request carries the whole blob; no session is recorded.
+
+        The body streams straight into an atomic `put` of the blob while it is hashed; the
+        stream itself raises at its end when the digest does not match, so the backend
+        discards the write and nothing becomes visible.
+        """
+        hasher = digest.hasher()
+        stream = _verified(hashing(exactly(body, length), hasher), hasher, digest)
         try:
-            return await self.finish(name, status.upload_id, digest, body, length=length)
-        except BaseException:
-            await self._discard(name, status.upload_id)
-            raise
+            if await self.blobs.is_stored(digest):
+                size = 0
+                async for chunk in stream:  # already stored once: verify, keep nothing
+                    size += len(chunk)
+            else:
+                size = await self.storage.put(layout.blob(digest), stream)
+        except LengthMismatch as error:
+            raise SizeInvalid(f"body length does not match Content-Length: {error}") from None
+        await self.blobs.link(name, digest)
+        return BlobInfo(digest, size, layout.blob(digest))
 
     # -- internals -------------------------------------------------------------------------
     async def _digest_of(self, status: UploadStatus, algorithm: str) -> str:
@@ -180,6 +192,17 @@ class Uploads:
         if len(self._hashes) >= MAX_RUNNING_HASHES:
             self._hashes.pop(next(iter(self._hashes)))
         self._hashes[upload_id] = running
+
+
+async def _verified(chunks: AsyncIterable[bytes], hasher: Any, digest: Digest) -> AsyncIterable[bytes]:
+    """Pass chunks through; raise DigestInvalid at the end when `hasher` disagrees with `digest`."""
+    async for chunk in chunks:
+        yield chunk
+    if hasher.hexdigest() != digest.encoded:
+        actual = f"{digest.algorithm}:{hasher.hexdigest()}"
+        raise DigestInvalid(
+            f"uploaded content has digest {actual}, not {digest}", detail={"expected": str(digest), "actual": actual}
+        )
 
 
 def _check_continues(status: UploadStatus, start: int | None) -> None:
