@@ -121,10 +121,22 @@ class Uploads:
         start: int | None = None,
         length: int | None = None,
     ) -> BlobInfo:
-        """Append the last chunk (may be empty), verify the digest and publish the blob."""
+        """Append the last chunk (may be empty), verify the digest and publish the blob.
+
+        A session that received nothing before this request (POST, then PUT with the whole
+        body, as containerd pushes) takes the monolithic path: straight into the blob.
+        """
         async with self._lock(upload_id):
             status = await self.status(name, upload_id)
             _check_continues(status, start)
+            if status.size == 0:
+                try:
+                    blob = await self.upload_whole(name, digest, body, length)
+                except DigestInvalid:
+                    await self._discard(name, upload_id)
+                    raise
+                await self._discard(name, upload_id)
+                return blob
             size = await self._append(status, body, length)
             actual = await self._digest_of(UploadStatus(name, upload_id, size), digest.algorithm)
             if actual != digest.encoded:
