@@ -8,6 +8,7 @@ and stops it by PID.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,17 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, ti
             process.kill()
             process.wait()
     return process.returncode
+
+
+@pytest.fixture
+def skopeo_installed() -> None:
+    """Third-party tools are requirements of the suite (`make test` installs them), never skips."""
+    assert shutil.which("skopeo"), "skopeo is required: `make test` installs it with apt-get"
+
+
+@pytest.fixture
+def reference_registry_installed() -> None:
+    assert shutil.which("docker-registry"), "the reference registry is required: `make test` installs docker-registry"
 
 
 @pytest.fixture(params=["filesystem", "s3"])

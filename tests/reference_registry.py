@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import datetime
 import secrets
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -42,9 +41,7 @@ REALM = "dockyard-tests"
 SERVICE = "reference-registry"
 ISSUER = "dockyard-test-token-server"
 
-requires_reference_registry = pytest.mark.skipif(
-    shutil.which(BINARY) is None, reason="the reference registry (Debian package docker-registry) is not installed"
-)
+requires_reference_registry = pytest.mark.usefixtures("reference_registry_installed")
 
 
 @dataclass

@@ -21,7 +21,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -48,7 +47,7 @@ COMMANDS = ("login", "logout", "search", "pull", "push", "tag", "images", "rmi",
 APP = "localhost:5000/acme/app:1.0"
 ADMIN = ("cli-admin", "cli-admin-password")
 ESCAPE = "\x1b"
-requires_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+requires_skopeo = pytest.mark.usefixtures("skopeo_installed")
 filesystem_registry = pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -409,7 +408,7 @@ def skopeo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+@pytest.mark.usefixtures("skopeo_installed")
 async def test_skopeo_pushes_and_the_client_pulls(registry_process: RegistryProcess, tmp_path: Path) -> None:
     built = build_test_images(tmp_path / "built")
     host = f"{registry_process.host}:{registry_process.port}"
@@ -420,7 +419,7 @@ async def test_skopeo_pushes_and_the_client_pulls(registry_process: RegistryProc
     assert_store_holds(store, built.oci)
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+@pytest.mark.usefixtures("skopeo_installed")
 async def test_client_pushes_and_skopeo_pulls_and_verifies(registry_process: RegistryProcess, tmp_path: Path) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"

@@ -13,7 +13,6 @@ import signal
 import stat
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -416,8 +415,8 @@ def test_unpack_applies_whiteouts_and_opaque_directories(store: ImageStore, tmp_
     assert not (second / ".wh.c").exists() and not (second / "b" / ".wh..wh..opq").exists()
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="mounting overlayfs needs root")
 def test_snapshot_dirs_stacked_by_overlayfs_give_the_root_filesystem(store: ImageStore, tmp_path: Path) -> None:
+    assert IS_ROOT, "mounting overlayfs needs root; the suite runs as root (as CI does)"
     tars = whiteout_layers()
     record = put_image(store, APP, make_image(tars))
     dirs = store.unpack(record)
@@ -426,8 +425,7 @@ def test_snapshot_dirs_stacked_by_overlayfs_give_the_root_filesystem(store: Imag
     mountpoint.mkdir()
     lower = ":".join(str(d) for d in reversed(dirs))
     mount = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower}", str(mountpoint)], capture_output=True)
-    if mount.returncode != 0:
-        pytest.skip(f"overlayfs unavailable: {mount.stderr.decode().strip()}")
+    assert mount.returncode == 0, f"overlayfs mount failed: {mount.stderr.decode().strip()}"
     try:
         assert busybox.read_tree(mountpoint) == oracle(tars)
     finally:
@@ -661,7 +659,7 @@ def test_kill_during_unpack_leaves_no_visible_snapshot_and_the_next_unpack_succe
 # -- the OCI layout view -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+@pytest.mark.usefixtures("skopeo_installed")
 def test_skopeo_reads_an_image_out_of_the_store(store: ImageStore, tmp_path: Path) -> None:
     image = busybox.single_image()
     for digest, data in image.blobs().items():

@@ -24,7 +24,7 @@ from registry.web.session import COOKIE
 from storage_backends.filesystem import FilesystemBackend
 from tests.conftest import start_registry, stop_process
 from tests.hub import ADMIN, basic, bearer, create_user, hub_client
-from tests.oci import Blob, Image, push_image, random_blob, random_image
+from tests.oci import Blob, Image, push_image, random_blob
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -363,9 +363,7 @@ async def test_distribution_search_and_token_routes_are_untouched(aiohttp_client
 # -- a real browser ------------------------------------------------------------------------------
 @pytest.fixture
 def chromium() -> str:
-    pytest.importorskip("playwright.async_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make apt-packages)")
+    assert shutil.which(CHROMIUM), "Debian's chromium is required: `make test` installs it with apt-get"
     return CHROMIUM
 
 

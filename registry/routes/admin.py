@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ocispec.names import InvalidName, validate_repository
 
-from ..hub.accounts import Conflict, HubError, NotFound
+from ..hub.accounts import HubError, NotFound
 from ..hub.models import Role, User, Visibility, Webhook
 from ..hub.permissions import repository_actions
 from ..hub.webhooks import EventKind
