@@ -104,3 +104,37 @@ async def test_delete_unlinks_from_one_repository_only(client):
     second = await client.delete(f"/v2/acme/one/blobs/{blob.digest}")
     assert second.status == 404
     assert await error_codes(second) == ["BLOB_UNKNOWN"]
+
+
+async def test_deleting_a_blob_never_breaks_a_concurrent_push_that_references_it(client, storage):
+    """The delete rule: a DELETE unlinks the blob from one repository and never removes the shared
+    content, so a push racing it (mounting or re-uploading the same digest elsewhere) stays whole."""
+    import asyncio
+
+    from tests.oci import Image
+
+    for round_number in range(5):
+        image = Image(random_blob(64, "application/vnd.oci.image.config.v1+json"), [random_blob(2048)])
+        layer = image.layers[0]
+        await push_blob(client, "team/source", image.config)
+        await push_blob(client, "team/source", layer)
+
+        async def delete_from_source() -> int:
+            return (await client.delete(f"/v2/team/source/blobs/{layer.digest}")).status
+
+        async def mount_into_target() -> int:
+            return (await client.post("/v2/team/target/blobs/uploads/", params={"mount": layer.digest, "from": "team/source"})).status
+
+        deleted, mounted = await asyncio.gather(delete_from_source(), mount_into_target())
+        assert deleted == 202
+        if mounted != 201:  # the delete won: the pusher uploads the bytes instead
+            assert mounted == 202
+            await push_blob(client, "team/target", layer)
+        await push_blob(client, "team/target", image.config)
+        manifest = await client.put(
+            f"/v2/team/target/manifests/round{round_number}", data=image.manifest, headers={"Content-Type": image.media_type}
+        )
+        assert manifest.status == 201, await manifest.text()
+        served = await client.get(f"/v2/team/target/blobs/{layer.digest}")
+        assert served.status == 200 and await served.read() == layer.data
+        assert (await client.head(f"/v2/team/source/blobs/{layer.digest}")).status == 404
