@@ -11,6 +11,7 @@ from .config import Settings
 from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
 from .routes import blobs, listing, manifests, referrers, search, token, uploads
 from .routes.admin import add_admin_routes, admin_errors
+from .observability import METRICS, Metrics, add_observability
 from .services import SERVICES, Services
 from .web import add_web_routes
 
@@ -21,11 +22,13 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     settings = settings or Settings()
     registry = Services.over(storage, settings)
     in_flight = InFlight()
-    middlewares = [in_flight.middleware, errors_middleware, admin_errors]
+    observed = Metrics()
+    middlewares = [in_flight.middleware, observed.middleware, errors_middleware, admin_errors]
     if registry.signer is not None:
         middlewares.append(Authenticator(registry.signer, registry.accounts, settings.auth.realm).middleware)
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024 + 1024)
     app[IN_FLIGHT] = in_flight
+    app[METRICS] = observed
     app[SERVICES] = registry
     app.on_response_prepare.append(add_common_headers)
     app.on_startup.append(_ensure_admin)
@@ -33,6 +36,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     app.cleanup_ctx.append(registry.webhooks.run)  # cleaned up before _close_storage
 
     route = app.router.add_route
+    add_observability(app)
     route("GET", "/v2/", listing.api_version)
     route("GET", "/v2", listing.api_version)
     route("GET", "/v2/_catalog", listing.catalog)
