@@ -93,3 +93,20 @@ async def test_admin_routes_never_shadow_repository_names(aiohttp_client, storag
     response = await client.get("/api/v1/repositories/alice/webhooks", headers=basic(*ADMIN))
     assert response.status == 200
     assert (await response.json())["name"] == "alice/webhooks"
+
+
+async def test_another_replica_sees_an_edit_at_once_even_of_the_same_size(aiohttp_client, storage):
+    """S3 modification times have one-second resolution: the index cache must not rely on them."""
+    first = await hub_client(aiohttp_client, storage)
+    second = await hub_client(aiohttp_client, storage)
+    await make_repository(first, "acme/tool", "aaaa")
+
+    async def description_seen_by_second() -> str:
+        body = await (await second.get("/v1/search", params={"q": "tool"})).json()
+        return body["results"][0]["description"]
+
+    assert await description_seen_by_second() == "aaaa"
+    for text in ("bbbb", "cccc"):
+        response = await first.patch("/api/v1/repositories/acme/tool", json={"description": text}, headers=basic(*ADMIN))
+        assert response.status == 200
+        assert await description_seen_by_second() == text

@@ -1,17 +1,20 @@
 """Repository search: one index object in storage, cached per process, ranked per query.
 
 The index (`hub/search/index.json`) holds name, description, stars and visibility of every
-repository. Writers update it under a process lock; readers keep the parsed index and reload
-it only when the object's size or modification time changed, so a query costs one `stat`
-plus an in-memory scan — never a walk of the repositories. Concurrent writers on different
-replicas can race; `rebuild()` (CLI: `dockyard-registry search reindex`) recomputes it from
-the repository settings.
+repository. Each write also replaces `hub/search/version` with a fresh random value; readers
+keep the parsed index and reload it only when that value changed, so a query costs one tiny
+read plus an in-memory scan — never a walk of the repositories (S3's one-second modification
+times could hide a change, a random version cannot). Writers re-read after writing and retry
+when another replica's concurrent write dropped their entry; `rebuild()` (CLI:
+`dockyard-registry search reindex`) recomputes the index from the repository settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +23,9 @@ from storage_backends import ObjectNotFound, StorageBackend
 from .models import RepositorySettings
 
 INDEX_KEY = "hub/search/index.json"
+VERSION_KEY = "hub/search/version"
+WRITE_ATTEMPTS = 3
+log = logging.getLogger("dockyard.search")
 
 
 @dataclass(frozen=True)
@@ -61,18 +67,19 @@ class SearchIndex:
     def __init__(self, storage: StorageBackend) -> None:
         self.storage = storage
         self._entries: dict[str, Entry] = {}
-        self._version: tuple[int, float] | None = None
+        self._version: bytes | None = None
         self._lock = asyncio.Lock()
 
     async def _current(self) -> dict[str, Entry]:
         try:
-            info = await self.storage.stat(INDEX_KEY)
+            version = await self.storage.get_bytes(VERSION_KEY)
         except ObjectNotFound:
-            self._entries, self._version = {}, None
-            return self._entries
-        version = (info.size, info.modified)
+            version = b""
         if version != self._version:
-            document = json.loads(await self.storage.get_bytes(INDEX_KEY))
+            try:
+                document = json.loads(await self.storage.get_bytes(INDEX_KEY))
+            except ObjectNotFound:
+                document = {"repositories": []}
             self._entries = {item["name"]: Entry(**item) for item in document["repositories"]}
             self._version = version
         return self._entries
@@ -80,13 +87,19 @@ class SearchIndex:
     async def _write(self, entries: dict[str, Entry]) -> None:
         document = {"repositories": [entry.__dict__ for entry in sorted(entries.values(), key=lambda e: e.name)]}
         await self.storage.put_bytes(INDEX_KEY, json.dumps(document, separators=(",", ":")).encode())
+        await self.storage.put_bytes(VERSION_KEY, secrets.token_hex(16).encode())
         self._version = None
 
     async def update(self, settings: RepositorySettings) -> None:
+        entry = Entry.of(settings)
         async with self._lock:
-            entries = dict(await self._current())
-            entries[settings.name] = Entry.of(settings)
-            await self._write(entries)
+            for _attempt in range(WRITE_ATTEMPTS):
+                entries = dict(await self._current())
+                entries[settings.name] = entry
+                await self._write(entries)
+                if (await self._current()).get(settings.name) == entry:
+                    return
+            log.warning("search index entry of %s lost to concurrent writers; run `search reindex`", settings.name)
 
     async def remove(self, name: str) -> None:
         async with self._lock:
