@@ -45,8 +45,12 @@ def upload_dir(name: str, upload_id: str) -> str:
     return f"repositories/{name}/_uploads/{upload_id}"
 
 
-def upload_state(name: str, upload_id: str) -> str:
-    return f"{upload_dir(name, upload_id)}/state.json"
+UPLOADS = "uploads"
+
+
+def upload_state(upload_id: str) -> str:
+    """Sessions are listed in one flat prefix, so abandoned ones can be found without a walk."""
+    return f"{UPLOADS}/{upload_id}.json"
 
 
 def upload_data(name: str, upload_id: str) -> str:

@@ -15,6 +15,7 @@ from .config import Settings
 from .hub.accounts import Accounts, HubError
 from .hub.models import RepositorySettings
 from .server import open_storage
+from .services import Services
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -55,6 +56,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     describe.add_argument("name")
     describe.add_argument("description")
 
+    uploads = commands.add_parser("uploads", help="upload sessions").add_subparsers(dest="action", required=True)
+    purge = uploads.add_parser("purge", parents=[common], help="delete upload sessions abandoned by clients")
+    purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS", help="age in hours (default 24)")
+
     search = commands.add_parser("search", help="search index").add_subparsers(dest="action", required=True)
     search.add_parser("reindex", parents=[common], help="rebuild the search index from repository settings")
 
@@ -73,12 +78,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> str:
     storage = open_storage(settings)
     accounts = Accounts(storage, settings.auth.default_visibility)
     try:
-        return await _dispatch(args, accounts)
+        return await _dispatch(args, accounts, settings)
     finally:
         await storage.close()
 
 
-async def _dispatch(args: argparse.Namespace, accounts: Accounts) -> str:
+async def _dispatch(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> str:
     if args.command == "user":
         if args.action == "add":
             user = await accounts.create_user(args.name, _password(args), admin=args.admin)
@@ -110,6 +115,10 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts) -> str:
             settings.description = args.description
         await accounts.save_repository(settings)
         return f"{settings.name}: {settings.visibility}, {settings.description!r}"
+    if args.command == "uploads":
+        registry = Services.over(accounts.storage, settings)
+        purged = await registry.uploads.purge_stale(args.older_than * 3600)
+        return "\n".join([*purged, f"purged {len(purged)} upload sessions"])
     repositories = await accounts.all_repositories()
     await accounts.search.rebuild(repositories)
     return f"indexed {len(repositories)} repositories"

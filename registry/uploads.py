@@ -58,14 +58,18 @@ class Uploads:
     async def start(self, name: str) -> UploadStatus:
         upload_id = uuid.uuid4().hex
         state = {"name": name, "id": upload_id, "started": time.time()}
-        await self.storage.put_bytes(layout.upload_state(name, upload_id), json.dumps(state).encode())
+        await self.storage.put_bytes(layout.upload_state(upload_id), json.dumps(state).encode())
         self._remember(upload_id, _RunningHash(0, hashlib.sha256()))
         return UploadStatus(name, upload_id, 0)
 
     async def status(self, name: str, upload_id: str) -> UploadStatus:
         if len(upload_id) != UPLOAD_ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
             raise BlobUploadUnknown(f"upload {upload_id!r} is not a valid upload id")
-        if not await self.storage.exists(layout.upload_state(name, upload_id)):
+        try:
+            state = json.loads(await self.storage.get_bytes(layout.upload_state(upload_id)))
+        except ObjectNotFound:
+            state = {}
+        if state.get("name") != name:
             raise BlobUploadUnknown(f"no upload {upload_id} in repository {name!r}")
         size = await self.storage.append_size(layout.upload_data(name, upload_id))
         return UploadStatus(name, upload_id, size)
@@ -175,6 +179,26 @@ class Uploads:
         await self.blobs.link(name, digest)
         return BlobInfo(digest, size, layout.blob(digest))
 
+    async def purge_stale(self, older_than: float, *, now: float | None = None) -> list[str]:
+        """Delete upload sessions started more than `older_than` seconds ago, in every
+        repository; returns their locations. Clients abandon uploads (a killed push); this is
+        the operator's sweep for them (`dockyard-registry uploads purge`)."""
+        cutoff = (now if now is not None else time.time()) - older_than
+        purged: list[str] = []
+        last: str | None = None
+        while keys := await self.storage.list(layout.UPLOADS, start_after=last, limit=500):
+            last = keys[-1]
+            for key in keys:
+                upload_id = key.removesuffix(".json")
+                try:
+                    state = json.loads(await self.storage.get_bytes(layout.upload_state(upload_id)))
+                except ObjectNotFound:
+                    continue  # finished meanwhile
+                if state.get("started", 0) < cutoff:
+                    await self._discard(state["name"], upload_id)
+                    purged.append(upload_location(UploadStatus(state["name"], upload_id, 0)))
+        return purged
+
     # -- internals -------------------------------------------------------------------------
     async def _digest_of(self, status: UploadStatus, algorithm: str) -> str:
         running = self._hashes.get(status.upload_id)
@@ -192,6 +216,7 @@ class Uploads:
         self._hashes.pop(upload_id, None)
         await self.storage.abort_append(layout.upload_data(name, upload_id))
         await self.storage.delete_tree(layout.upload_dir(name, upload_id))
+        await self.storage.delete(layout.upload_state(upload_id))
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         lock = self._locks.get(upload_id)

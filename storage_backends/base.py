@@ -7,7 +7,7 @@ Object layout (all keys are `/`-separated relative paths; the registry alone dec
     repositories/<name>/_manifests/revisions/<alg>/<hex>      link: manifest of the repo (JSON)
     repositories/<name>/_manifests/tags/<tag>                 the digest the tag points at
     repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>   referrer descriptor (JSON)
-    repositories/<name>/_uploads/<uuid>/state.json            upload session
+    uploads/<uuid>.json                                       upload session (its repository, start)
     repositories/<name>/_uploads/<uuid>/data                  appendable object of that upload
     repositories/<name>/_webhooks.json                        the repository's webhooks (JSON)
     catalog/<name with / as +>                                marks a repository as existing

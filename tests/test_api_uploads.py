@@ -249,3 +249,35 @@ async def test_automatic_mount_can_be_turned_off(aiohttp_client, storage):
     assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
     with_from = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/base"})
     assert with_from.status == 201
+
+
+async def test_abandoned_sessions_are_purged_and_fresh_ones_kept(client, storage):
+    from registry.app import SERVICES
+
+    old = await start(client, "acme/app")
+    await client.patch(old, data=b"abandoned bytes")
+    uploads = client.app[SERVICES].uploads
+    import time
+
+    later = time.time() + 2 * 3600
+    fresh = await start(client, "acme/other")
+    purged = await uploads.purge_stale(3600, now=later)  # both are over an hour old at `later`
+    assert sorted(purged) == sorted([old, fresh])
+    assert (await client.get(old)).status == 404
+    assert await stored_files(storage, "repositories/acme/app/_uploads") == []
+
+    kept = await start(client, "acme/app")
+    assert await uploads.purge_stale(3600) == []
+    assert (await client.get(kept)).status == 204
+
+
+def test_uploads_purge_command(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "registry", "uploads", "purge", "--older-than", "1", "--storage-root", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "purged 0 upload sessions"
