@@ -114,11 +114,8 @@ async def add_common_headers(request: web.Request, response: web.StreamResponse)
 
 
 def repository_name(request: web.Request, key: str = "name") -> str:
-    name = request.match_info[key]
-    try:
-        return validate_repository(name)
-    except InvalidName as error:
-        raise NameInvalid(str(error), detail={"name": name}) from None
+    """The validated repository name of the request's path."""
+    return parse_name(request.match_info[key])
 
 
 def parse_name(value: str) -> str:
@@ -159,10 +156,6 @@ def next_link(path: str, limit: int, last: str) -> str:
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as ~1 MiB chunks, streamed, never buffered whole."""
     return rebuffer(request.content.iter_any())
-
-
-def content_length(request: web.Request) -> int | None:
-    return request.content_length
 
 
 def empty_response(status: int, headers: dict[str, Any]) -> web.Response:
