@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     registry: RegistryOptions = RegistryOptions()
     auth: AuthSettings = AuthSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @classmethod
     def settings_customise_sources(

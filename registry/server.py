@@ -14,6 +14,7 @@ from storage_backends.filesystem import FilesystemBackend
 
 from .app import create_app
 from .http import IN_FLIGHT
+from .logs import configure_logging
 from .config import ConfigError, Settings
 
 log = logging.getLogger("dockyard.registry")
@@ -39,9 +40,7 @@ def open_storage(settings: Settings) -> StorageBackend:
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; in-flight requests get `http.shutdown_timeout` to finish."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(_serve(settings))
 
 

@@ -162,3 +162,20 @@ async def test_kill_9_mid_upload_leaves_store_consistent_and_upload_resumable(tm
                 assert await response.read() == first + rest
     finally:
         stop_process(restarted.process)
+
+
+async def test_json_logs_are_one_object_per_line(tmp_path: Path):
+    import json
+
+    registry = start_registry(tmp_path / "data", env={"DOCKYARD_LOG_FORMAT": "json"})
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{registry.url}/v2/") as response:
+                assert response.status == 200
+    finally:
+        stop_process(registry.process)
+    lines = (tmp_path / f"registry-{registry.port}.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["logger"] == "dockyard.access" and "GET /v2/ " in r["message"] for r in records)
+    assert any(r["logger"] == "dockyard.registry" and r["message"].startswith("stopping") for r in records)
