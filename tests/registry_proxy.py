@@ -10,6 +10,7 @@ Bodies are streamed both ways; `Host` is the proxy's, so registries that build a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     cut_after: int | None = None
     """Forward the request, but close the connection after this many body bytes."""
+    pause: float | None = None
+    """Forward the request, but sleep this long between 64 KiB chunks of the body (a slow link)."""
     hits: int = 0
 
 
@@ -93,7 +96,7 @@ class RegistryProxy:
         exchange = Exchange(request.method, request.path, dict(request.query), dict(request.headers))
         self.exchanges.append(exchange)
         fault = self._fault_for(request)
-        if fault is not None and fault.cut_after is None:
+        if fault is not None and fault.cut_after is None and fault.pause is None:
             exchange.status = fault.status
             await request.read()
             return web.json_response(
@@ -127,5 +130,7 @@ class RegistryProxy:
                     return response
                 await response.write(chunk)
                 sent += len(chunk)
+                if fault is not None and fault.pause:
+                    await asyncio.sleep(fault.pause)
             await response.write_eof()
             return response
