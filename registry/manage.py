@@ -14,6 +14,7 @@ from typing import Any
 from .config import Settings
 from .hub.accounts import Accounts, HubError
 from .hub.models import RepositorySettings
+from .gc import collect
 from .server import open_storage
 from .services import Services
 
@@ -59,6 +60,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     uploads = commands.add_parser("uploads", help="upload sessions").add_subparsers(dest="action", required=True)
     purge = uploads.add_parser("purge", parents=[common], help="delete upload sessions abandoned by clients")
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS", help="age in hours (default 24)")
+
+    gc = commands.add_parser("gc", parents=[common], help="delete blob content no repository links (run with pushes stopped)")
+    gc.add_argument("--grace", type=float, default=1.0, metavar="HOURS", help="keep unlinked content younger than this (default 1)")
+    gc.add_argument("--dry-run", action="store_true", help="report what would be deleted")
 
     search = commands.add_parser("search", help="search index").add_subparsers(dest="action", required=True)
     search.add_parser("reindex", parents=[common], help="rebuild the search index from repository settings")
@@ -115,6 +120,13 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, settings: Sett
             settings.description = args.description
         await accounts.save_repository(settings)
         return f"{settings.name}: {settings.visibility}, {settings.description!r}"
+    if args.command == "gc":
+        result = await collect(accounts.storage, grace=args.grace * 3600, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        return "\n".join(
+            [*result.deleted, f"{result.linked} digests linked; {verb} {len(result.deleted)} blobs ({result.freed_bytes} bytes); "
+             f"{len(result.kept_recent)} unlinked blobs younger than the grace period kept"]
+        )
     if args.command == "uploads":
         registry = Services.over(accounts.storage, settings)
         purged = await registry.uploads.purge_stale(args.older_than * 3600)
