@@ -78,6 +78,8 @@ class AuthSettings(BaseModel):
     realm: str | None = Field(default=None, description="token endpoint URL in challenges; default <this host>/token")
     token_key_file: Path | None = Field(default=None, description="PEM EC/RSA key shared by replicas")
     token_ttl: int = Field(default=300, gt=0)
+    sign_in_failures: int = Field(default=10, gt=0, description="failed sign-ins per client and user name per window")
+    sign_in_window: int = Field(default=900, gt=0, description="seconds")
     rate_limit: RateLimitSettings = RateLimitSettings()
 
 

@@ -1,4 +1,4 @@
-"""Pull rate limiting per client, in Docker Hub's shape.
+"""Sliding-window limits: pulls per client in Docker Hub's shape, and failed sign-ins.
 
 Counts manifest GETs per client (the authenticated user, else the remote address) in a
 sliding window and answers 429 TOOMANYREQUESTS with `Retry-After` past the limit. Each
@@ -30,28 +30,48 @@ class Decision:
         return headers
 
 
-class PullRateLimiter:
+class SlidingWindowLimiter:
+    """At most `limit` events per key in any `window` seconds."""
+
     def __init__(self, limit: int, window: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._pulls: dict[str, deque[float]] = {}
+        self._events: dict[str, deque[float]] = {}
 
-    def check(self, client: str) -> Decision:
-        """Count one pull by `client` if it is within the limit."""
-        now = self._clock()
-        pulls = self._pulls.get(client)
-        if pulls is None:
-            if len(self._pulls) >= MAX_TRACKED_CLIENTS:
+    def _recent(self, key: str, now: float) -> deque[float]:
+        events = self._events.get(key)
+        if events is None:
+            if len(self._events) >= MAX_TRACKED_CLIENTS:
                 self._forget_idle(now)
-            pulls = self._pulls[client] = deque()
-        while pulls and pulls[0] <= now - self.window:
-            pulls.popleft()
-        if len(pulls) >= self.limit:
-            return Decision(False, 0, max(1, math.ceil(pulls[0] + self.window - now)))
-        pulls.append(now)
-        return Decision(True, self.limit - len(pulls), 0)
+            events = self._events[key] = deque()
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        return events
+
+    def peek(self, key: str) -> Decision:
+        """Whether one more event would be allowed, without counting one."""
+        now = self._clock()
+        events = self._recent(key, now)
+        if len(events) >= self.limit:
+            return Decision(False, 0, max(1, math.ceil(events[0] + self.window - now)))
+        return Decision(True, self.limit - len(events), 0)
+
+    def record(self, key: str) -> None:
+        now = self._clock()
+        self._recent(key, now).append(now)
+
+    def check(self, key: str) -> Decision:
+        """Count one event for `key` if it is within the limit."""
+        decision = self.peek(key)
+        if decision.allowed:
+            self.record(key)
+            decision = Decision(True, decision.remaining - 1, 0)
+        return decision
 
     def _forget_idle(self, now: float) -> None:
-        for client in [c for c, pulls in self._pulls.items() if not pulls or pulls[-1] <= now - self.window]:
-            del self._pulls[client]
+        for key in [k for k, events in self._events.items() if not events or events[-1] <= now - self.window]:
+            del self._events[key]
+
+
+PullRateLimiter = SlidingWindowLimiter

@@ -307,3 +307,18 @@ def test_rate_limiter_window_slides():
     assert not limiter.check("a").allowed
     now[0] += 31
     assert limiter.check("a").allowed
+
+
+async def test_failed_sign_ins_are_throttled_per_client_and_user(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage, sign_in_failures=3, sign_in_window=600)
+    await create_user(client, "alice", "right-password")
+    for _ in range(3):
+        assert (await client.get("/token", headers=basic("alice", "guess"))).status == 401
+    throttled = await client.get("/token", headers=basic("alice", "right-password"))
+    assert throttled.status == 429, "past the limit even the right password waits"
+    assert 0 < int(throttled.headers["Retry-After"]) <= 600
+    assert (await client.get("/api/v1/users/alice/tokens", headers=basic("alice", "right-password"))).status == 429
+    form = {"grant_type": "password", "username": "alice", "password": "right-password", "service": "dockyard"}
+    assert (await client.post("/token", data=form)).status == 429
+    await create_user(client, "bob", "bob-password")
+    assert (await client.get("/token", headers=basic("bob", "bob-password"))).status == 200, "other users are unaffected"

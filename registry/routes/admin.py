@@ -21,6 +21,7 @@ from ..hub.models import Role, User, Visibility, Webhook
 from ..hub.permissions import repository_actions
 from ..hub.webhooks import EventKind
 from ..services import services
+from ..signin import sign_in
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER = "dockyard.caller"
@@ -63,7 +64,7 @@ async def caller(request: web.Request, *, required: bool = True) -> User | None:
         username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         username, password = "", ""
-    user = await services(request).accounts.authenticate(username, password)
+    user = await sign_in(request, username, password)
     if user is None:
         raise web.HTTPUnauthorized(
             text='{"error": "incorrect username or password"}',

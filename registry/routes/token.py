@@ -18,6 +18,7 @@ from ..hub.models import User
 from ..hub.permissions import repository_actions
 from ..hub.scopes import Scope
 from ..services import services
+from ..signin import sign_in
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
@@ -94,7 +95,7 @@ async def get_token(request: web.Request) -> web.Response:
     user: User | None = None
     credentials = _basic_credentials(request)
     if credentials is not None:
-        user = await services(request).accounts.authenticate(*credentials)
+        user = await sign_in(request, *credentials)
         if user is None:
             return _unauthorized("incorrect username or password")
     offline = request.query.get("offline_token", "").lower() == "true"
@@ -108,7 +109,7 @@ async def post_token(request: web.Request) -> web.Response:
     accounts = services(request).accounts
     grant_type = form.get("grant_type")
     if grant_type == "password":
-        user = await accounts.authenticate(str(form.get("username", "")), str(form.get("password", "")))
+        user = await sign_in(request, str(form.get("username", "")), str(form.get("password", "")))
         if user is None:
             return _unauthorized("incorrect username or password")
     elif grant_type == "refresh_token":

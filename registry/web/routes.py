@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..hub.accounts import TOKEN_PREFIX
 from ..services import SERVICES, Services, services
+from ..signin import sign_in
 from . import views
 from .render import STATIC, render
 from .session import Session, Sessions
@@ -198,7 +199,7 @@ async def login(visit: Page) -> web.StreamResponse:
     if not visit.csrf_ok(form):
         error = "The sign-in form expired; please try again."
     else:
-        user = await visit.services.accounts.authenticate(username, secret)
+        user = await sign_in(visit.request, username, secret)
         error = "" if user is not None else "Incorrect username, password or access token."
     if user is None:
         visit.session = visit.sessions.new()
