@@ -83,6 +83,12 @@ class AuthSettings(BaseModel):
     rate_limit: RateLimitSettings = RateLimitSettings()
 
 
+class WebhookSettings(BaseModel):
+    allow_private_networks: bool = Field(
+        default=False, description="deliver to loopback/private/link-local addresses (off: no SSRF into your network)"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -90,6 +96,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     registry: RegistryOptions = RegistryOptions()
     auth: AuthSettings = AuthSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 

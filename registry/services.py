@@ -63,7 +63,7 @@ class Services:
             signer=signer,
             sign_in_throttle=SlidingWindowLimiter(auth.sign_in_failures, auth.sign_in_window),
             pull_limiter=PullRateLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
-            webhooks=Webhooks(storage),
+            webhooks=Webhooks(storage, allow_private_networks=settings.webhooks.allow_private_networks),
         )
 
 

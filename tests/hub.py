@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from registry.app import create_app
-from registry.config import AuthSettings, Settings
+from registry.config import AuthSettings, Settings, WebhookSettings
 
 ADMIN = ("admin", "admin-password")
 
@@ -18,7 +18,11 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def hub_settings(**auth: Any) -> Settings:
-    return Settings(auth=AuthSettings(enabled=True, admin_user=ADMIN[0], admin_password=ADMIN[1], **auth))
+    """Auth on; webhooks may reach loopback, where the tests' receivers listen."""
+    return Settings(
+        auth=AuthSettings(enabled=True, admin_user=ADMIN[0], admin_password=ADMIN[1], **auth),
+        webhooks=WebhookSettings(allow_private_networks=True),
+    )
 
 
 async def hub_client(aiohttp_client, storage, **auth: Any) -> TestClient:

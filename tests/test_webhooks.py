@@ -389,3 +389,28 @@ async def test_invalid_webhooks_are_rejected_with_400_and_not_stored(aiohttp_cli
     not_json = await client.post(url, data=b"url=https://x", headers=basic(*alice))
     assert not_json.status == 400
     assert not await storage.exists("repositories/alice/app/_webhooks.json")
+
+
+async def test_internal_addresses_are_refused_unless_allowed(aiohttp_client, aiohttp_server, storage):
+    """By default a repository admin cannot make the registry POST into its own network."""
+    from registry.config import AuthSettings, Settings
+
+    settings = Settings(auth=hub_settings().auth)  # webhooks.allow_private_networks left at its default (off)
+    assert isinstance(settings.auth, AuthSettings) and not settings.webhooks.allow_private_networks
+    app = create_app(storage, settings)
+    app[SERVICES].webhooks.policy = FAST
+    client = await aiohttp_client(app)
+    alice = await create_user(client, "alice")
+    await pushed_repository(client, alice, "alice/app")
+    receiver = await start_receiver(aiohttp_server)
+    by_address = await add_webhook(client, alice, "alice/app", url=receiver.url)
+    by_name = await add_webhook(client, alice, "alice/app", url=receiver.url.replace("127.0.0.1", "localhost"))
+
+    await as_user(client, alice, "alice/app")
+    await push_image(client, "alice/app", random_image(), "v2")
+    await delivered(client)
+    assert receiver.requests == [], "nothing reached the loopback receiver"
+    address_attempt = webhooks(client).deliveries(by_address["id"])[-1]
+    assert not address_attempt.delivered and "internal address" in address_attempt.error
+    name_attempt = webhooks(client).deliveries(by_name["id"])[-1]
+    assert not name_attempt.delivered and "internal addresses" in (name_attempt.error or "")

@@ -34,6 +34,8 @@ Headers: `Content-Type: application/json`, `User-Agent: Dockyard-Webhook/1`,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import hashlib
 import hmac
 import json
@@ -48,6 +50,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from pydantic import BaseModel
 
 from storage_backends import ObjectNotFound, StorageBackend
@@ -202,6 +206,43 @@ class Delivery:
     done: bool = False
 
 
+class InternalAddress(OSError):
+    """A webhook host that resolves only to addresses we refuse to deliver to."""
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, but drops addresses that are not globally
+    routable (loopback, private, link-local, metadata services…). The connection goes to the
+    filtered result, so a name that re-resolves to an internal address cannot slip through."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        public = [entry for entry in await self._inner.resolve(host, port, family) if _is_public(entry["host"])]
+        if not public:
+            raise InternalAddress(f"{host} resolves only to internal addresses; webhooks.allow_private_networks is off")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_public(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.strip("[]").split("%", 1)[0]).is_global
+    except ValueError:
+        return False
+
+
 class Webhooks:
     """The store, and the dispatcher that delivers events to it in the background."""
 
@@ -214,6 +255,7 @@ class Webhooks:
         concurrency: int = 16,
         drain_timeout: float = 5.0,
         history: int = 20,
+        allow_private_networks: bool = False,
     ) -> None:
         self.store = WebhookStore(storage)
         self.policy = policy or RetryPolicy()
@@ -221,6 +263,7 @@ class Webhooks:
         self.concurrency = concurrency
         self.drain_timeout = drain_timeout
         self.history = history
+        self.allow_private_networks = allow_private_networks
         self._accepting = False
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -230,7 +273,8 @@ class Webhooks:
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, _app: object) -> AsyncIterator[None]:
         """For `app.cleanup_ctx`: deliver while the app runs; at cleanup drain, then cancel."""
-        self._session = aiohttp.ClientSession(trust_env=False)
+        connector = None if self.allow_private_networks else aiohttp.TCPConnector(resolver=PublicOnlyResolver())
+        self._session = aiohttp.ClientSession(trust_env=False, connector=connector)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._accepting = True
         try:
@@ -329,6 +373,10 @@ class Webhooks:
         if session is None or slots is None:
             delivery.error = "stopped"
             return False
+        host = urlsplit(url).hostname or ""
+        if not self.allow_private_networks and _is_ip_literal(host) and not _is_public(host):
+            delivery.status, delivery.error = None, f"{host} is an internal address; webhooks.allow_private_networks is off"
+            return False
         async with slots:
             try:
                 async with session.post(
@@ -341,6 +389,12 @@ class Webhooks:
                     delivery.status = response.status
             except TimeoutError:
                 delivery.status, delivery.error = None, f"no answer within {self.policy.timeout}s"
+                return True
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error.os_error, InternalAddress):
+                    delivery.status, delivery.error = None, str(error.os_error)
+                    return False  # refused by policy: another try cannot help
+                delivery.status, delivery.error = None, f"{type(error).__name__}: {error}"
                 return True
             except aiohttp.ClientError as error:
                 delivery.status, delivery.error = None, f"{type(error).__name__}: {error}"
