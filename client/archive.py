@@ -400,10 +400,7 @@ def _load_image(
         }
         manifest_digest = store.write_blob(json.dumps(manifest, indent=2).encode())
     if not names and not existing:
-        raise ArchiveError(
-            f"{archive.label}: image {config_digest} has no RepoTags, and the store keeps only named images "
-            "(save it by name, e.g. `dockyard save -o FILE name:tag`)"
-        )
+        store.add_image(None, manifest_digest)  # untagged, as docker load keeps it: listed as <none>
     for name in names:
         store.add_image(name, manifest_digest)
     return LoadedImage(config_digest, tuple(str(tag) for tag in tags))

@@ -599,3 +599,16 @@ def test_search_says_when_the_registry_only_has_a_catalog(
     result = dockyard("search", "--limit", "5", f"{host}/web")
     assert [row[0] for row in table_rows(result.stdout)] == ["NAME", "acme/web", "tools/webhook"]
     assert result.stderr == f"Note: {host} has no search API; showing repositories of its catalog whose name contains 'web'\n"
+
+
+def test_untagged_image_loads_as_none_and_is_removed_by_id(dockyard: Dockyard, tmp_path: Path) -> None:
+    """`docker save <image id>` writes RepoTags null; docker load keeps such an image untagged."""
+    image = single_image()
+    loaded = load(dockyard, tmp_path, [(image, [])])
+    assert loaded.stdout == f"Loaded image ID: {image.config_digest}\n"
+    rows = table_rows(dockyard("images").stdout)
+    assert rows[1][:3] == ["<none>", "<none>", image.config_digest.split(":")[1][:12]]
+    assert inspect(dockyard, image.config_digest)[0]["RootFS"]["Layers"] == image.diff_ids
+    removed = dockyard("rmi", image.config_digest.split(":")[1][:12])
+    assert f"Deleted: {image.config_digest}" in removed.lines
+    assert table_rows(dockyard("images").stdout)[1:] == []

@@ -94,26 +94,29 @@ class ImageStore:
 
     # -- images --------------------------------------------------------------------------------
 
-    def add_image(self, reference: str, manifest_digest: str, *, index_digest: str | None = None) -> ImageRecord:
-        """Record the image manifest `manifest_digest` (whose blobs are all present) under `reference`."""
-        name = normalize_name(reference)
-        if is_digest_name(name) and name.split("@", 1)[1] not in (manifest_digest, index_digest):
+    def add_image(self, reference: str | None, manifest_digest: str, *, index_digest: str | None = None) -> ImageRecord:
+        """Record the image manifest `manifest_digest` (whose blobs are all present) under `reference`,
+        or with no name when `reference` is None (as `docker load` keeps an untagged image)."""
+        name = normalize_name(reference) if reference is not None else None
+        if name is not None and is_digest_name(name) and name.split("@", 1)[1] not in (manifest_digest, index_digest):
             raise InvalidStoreReference(
                 f"{reference} names the digest {name.split('@', 1)[1]}, which is neither the manifest {manifest_digest} "
                 "nor its index"
             )
         added = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        record = record_from_blobs(name, manifest_digest, self._blobs.read, index_digest=index_digest, added=added)
+        label = name if name is not None else manifest_digest
+        record = record_from_blobs(label, manifest_digest, self._blobs.read, index_digest=index_digest, added=added)
         if index_digest is not None:
             check_index_lists(self._blobs.read(index_digest), index_digest, manifest_digest)
         with self._catalog.locked() as state:
             # Under the lock, so a concurrent rmi cannot delete a blob between this check and the save.
             for digest in sorted(record.blobs()):
                 if not self._blobs.has(digest):
-                    raise BlobNotFound(f"cannot add {name}: blob {digest} is not in the store")
+                    raise BlobNotFound(f"cannot add {label}: blob {digest} is not in the store")
             if manifest_digest not in state:
                 state[manifest_digest] = replace(record, names=())
-            state = with_name(state, manifest_digest, name, index_digest=index_digest)
+            if name is not None:
+                state = with_name(state, manifest_digest, name, index_digest=index_digest)
             self._catalog.save(state)
             return state[manifest_digest]
 
