@@ -53,7 +53,7 @@ from ocispec import mediatypes
 from .errors import ClientError
 from .reference import DOCKER_HUB, ImageReference
 from .store import ImageRecord, ImageStore
-from .store.unpack import LayerStream
+from .store.unpack import LayerStream, open_decompressed
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -425,35 +425,7 @@ class _HashingWriter:
 
 def _decompressed(raw: IO[bytes]) -> _Readable:
     """The uncompressed bytes of `raw`, whether it is gzip, zstd or a plain tar."""
-    magic = raw.read(4)
-    source = _Prefixed(magic, raw)
-    if magic.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[call-overload]
-    if magic == ZSTD_MAGIC:
-        if zstandard is None:
-            raise ArchiveError("a layer is zstd-compressed and the zstandard module is not installed")
-        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)  # type: ignore[arg-type]
-    return source
-
-
-class _Prefixed:
-    """`prefix` (bytes already read to sniff the format), then the rest of `source`."""
-
-    def __init__(self, prefix: bytes, source: _Readable) -> None:
-        self.prefix = prefix
-        self.source = source
-
-    def read(self, size: int = -1) -> bytes:
-        if not self.prefix:
-            return self.source.read(size)
-        if size < 0:
-            head, self.prefix = self.prefix, b""
-            return head + self.source.read()
-        head, self.prefix = self.prefix[:size], self.prefix[size:]
-        return head + (self.source.read(size - len(head)) if size > len(head) else b"")
-
-    def readable(self) -> bool:
-        return True
+    return open_decompressed(raw)[1]
 
 
 def _ingest_dir(store: ImageStore) -> Path | None:

@@ -123,6 +123,20 @@ class _Hashing:
             pass
 
 
+def open_decompressed(raw: _Readable) -> tuple[str, _Readable]:
+    """("gzip" | "zstd" | "none", a reader of the uncompressed bytes), sniffed from `raw`'s first
+    bytes, so a layer's media type need not be trusted to say how it is compressed."""
+    magic = raw.read(4)
+    source = _Prefixed(magic, raw)
+    if magic.startswith(GZIP_MAGIC):
+        return "gzip", gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type,return-value]
+    if magic == ZSTD_MAGIC:
+        if zstandard is None:
+            raise UnsupportedLayer("a layer is zstd-compressed and the zstandard module is not installed")
+        return "zstd", zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)  # type: ignore[arg-type,return-value]
+    return "none", source
+
+
 class _Prefixed:
     """`prefix` (bytes already read to sniff the format), then the rest of `source`."""
 
@@ -156,20 +170,7 @@ class LayerStream:
         self.digest = digest
         self.diff_id = diff_id
         self._raw = _Hashing(raw, Digest.parse(digest).hasher())
-        magic = self._raw.read(4)
-        source = _Prefixed(magic, self._raw)
-        decompressed: _Readable
-        if magic.startswith(GZIP_MAGIC):
-            self.compression = "gzip"
-            decompressed = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
-        elif magic == ZSTD_MAGIC:
-            self.compression = "zstd"
-            if zstandard is None:
-                raise UnsupportedLayer(f"layer {digest} is zstd-compressed and the zstandard module is not installed")
-            decompressed = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
-        else:
-            self.compression = "none"
-            decompressed = source
+        self.compression, decompressed = open_decompressed(self._raw)
         self.tar = _Hashing(decompressed, Digest.parse(diff_id).hasher())
 
     def finish(self) -> None:
