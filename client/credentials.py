@@ -25,7 +25,7 @@ import aiohttp
 from .auth import Credentials
 from .errors import AuthenticationRequired, ClientError, Subject
 from .reference import DOCKER_HUB, normalize_registry
-from .transport import ClientSettings, RegistryTransport, new_session
+from .transport import ClientSettings, new_session
 
 CONFIG_FILE = "config.json"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -154,14 +154,7 @@ async def verify_credentials(
     own_session = session is None
     session = session or new_session()
     try:
-        transport = RegistryTransport(
-            session,
-            registry,
-            credentials=credentials,
-            insecure_registries=settings.insecure_registries,
-            retry=settings.retry,
-            user_agent=settings.user_agent,
-        )
+        transport = settings.transport(session, registry, credentials)
         subject = Subject("login", registry)
         await transport.fetch("GET", "/v2/", subject)
         if transport.auth.challenge is None:

@@ -310,15 +310,7 @@ def client_for(
     registry = normalize_registry(registry)
     if credentials is None:
         credentials = load_credentials(registry, settings.config_dir)
-    transport = RegistryTransport(
-        session,
-        registry,
-        credentials=credentials,
-        insecure_registries=settings.insecure_registries,
-        retry=settings.retry,
-        user_agent=settings.user_agent,
-    )
-    return RegistryClient(transport)
+    return RegistryClient(settings.transport(session, registry, credentials))
 
 
 @asynccontextmanager

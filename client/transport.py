@@ -65,6 +65,17 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = USER_AGENT
 
+    def transport(self, session: aiohttp.ClientSession, registry: str, credentials: Credentials | None) -> RegistryTransport:
+        """A transport to `registry` configured by these settings."""
+        return RegistryTransport(
+            session,
+            registry,
+            credentials=credentials,
+            insecure_registries=self.insecure_registries,
+            retry=self.retry,
+            user_agent=self.user_agent,
+        )
+
 
 def uses_http(registry: str, insecure_registries: Iterable[str] = ()) -> bool:
     """Plain http for loopback hosts and registries listed as insecure (host or host:port)."""
