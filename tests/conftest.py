@@ -136,3 +136,21 @@ def registry_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield running
     finally:
         stop_process(running.process)
+
+
+HUB_ADMIN = ("root-admin", "admin-secret")
+
+
+def hub_env(admin: tuple[str, str] = HUB_ADMIN) -> dict[str, str]:
+    """`DOCKYARD_*` variables of a registry process with accounts and token auth on."""
+    return {"DOCKYARD_AUTH__ENABLED": "true", "DOCKYARD_AUTH__ADMIN_USER": admin[0], "DOCKYARD_AUTH__ADMIN_PASSWORD": admin[1]}
+
+
+@pytest.fixture
+def hub_process(tmp_path: Path) -> Iterator[RegistryProcess]:
+    """A `dockyard-registry serve` process with auth on and `HUB_ADMIN` as its site admin."""
+    running = start_registry(tmp_path / "hub-data", env=hub_env())
+    try:
+        yield running
+    finally:
+        stop_process(running.process)

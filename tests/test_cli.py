@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +38,14 @@ from client.cli_output import ellipsis, familiar, human_duration, human_size, ta
 from client.distribution import connect
 from client.push import push
 from client.store import ImageStore
-from tests.conftest import RegistryProcess, start_registry, stop_process
+from tests.conftest import HUB_ADMIN, RegistryProcess
 from tests.images import OCI_TAG, Image, build_test_images, multi_platform_index, read_layout, single_image
 from tests.reference_registry import ReferenceRegistry, reference_registry, requires_reference_registry  # noqa: F401
 from tests.test_client_pull_push import skopeo
 
 COMMANDS = ("login", "logout", "search", "pull", "push", "tag", "images", "rmi", "inspect", "history", "save", "load")
 APP = "localhost:5000/acme/app:1.0"
-ADMIN = ("cli-admin", "cli-admin-password")
+ADMIN = HUB_ADMIN
 ESCAPE = "\x1b"
 requires_skopeo = pytest.mark.usefixtures("skopeo_installed")
 filesystem_registry = pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)
@@ -532,23 +532,8 @@ def test_pull_on_a_terminal_draws_progress_bars(dockyard: Dockyard, registry_pro
     assert f"Status: Downloaded newer image for {name}" in drawn
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[RegistryProcess]:
-    registry = start_registry(
-        tmp_path / "hub-data",
-        env={
-            "DOCKYARD_AUTH__ENABLED": "true",
-            "DOCKYARD_AUTH__ADMIN_USER": ADMIN[0],
-            "DOCKYARD_AUTH__ADMIN_PASSWORD": ADMIN[1],
-        },
-    )
-    try:
-        yield registry
-    finally:
-        stop_process(registry.process)
-
-
-def test_login_and_logout_against_dockyard_with_auth(dockyard: Dockyard, hub: RegistryProcess, tmp_path: Path) -> None:
+def test_login_and_logout_against_dockyard_with_auth(dockyard: Dockyard, hub_process: RegistryProcess, tmp_path: Path) -> None:
+    hub = hub_process
     host = f"{hub.host}:{hub.port}"
     config_file = dockyard.config / "config.json"
     name = f"{host}/{ADMIN[0]}/app:1"

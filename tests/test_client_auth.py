@@ -20,7 +20,7 @@ from client.credentials import DOCKER_HUB_KEY, load_credentials, login, logout, 
 from client.distribution import RegistryClient, client_for, search
 from client.errors import AccessDenied, AuthenticationFailed, AuthenticationRequired, ImageNotFound
 from client.transport import ClientSettings, new_session
-from tests.conftest import RegistryProcess, start_registry, stop_process
+from tests.conftest import HUB_ADMIN, RegistryProcess
 from tests.oci import random_image
 from tests.reference_registry import (  # noqa: F401  (reference_registry_basic is a fixture)
     USERS,
@@ -322,26 +322,11 @@ def test_config_dir_defaults_to_home_docker(monkeypatch: pytest.MonkeyPatch, tmp
 
 # -- Dockyard's own token service ----------------------------------------------------------------
 
-DOCKYARD_ADMIN = ("root-admin", "admin-secret")
+DOCKYARD_ADMIN = HUB_ADMIN
 
 
-@pytest.fixture
-def dockyard_with_auth(tmp_path: Path):
-    registry = start_registry(
-        tmp_path / "hub-data",
-        env={
-            "DOCKYARD_AUTH__ENABLED": "true",
-            "DOCKYARD_AUTH__ADMIN_USER": DOCKYARD_ADMIN[0],
-            "DOCKYARD_AUTH__ADMIN_PASSWORD": DOCKYARD_ADMIN[1],
-        },
-    )
-    try:
-        yield registry
-    finally:
-        stop_process(registry.process)
-
-
-async def test_token_flow_against_dockyard(dockyard_with_auth: RegistryProcess, tmp_path: Path) -> None:
+async def test_token_flow_against_dockyard(hub_process: RegistryProcess, tmp_path: Path) -> None:
+    dockyard_with_auth = hub_process
     registry = f"{dockyard_with_auth.host}:{dockyard_with_auth.port}"
     async with new_session() as session:
         admin = "Basic " + base64.b64encode(":".join(DOCKYARD_ADMIN).encode()).decode()

@@ -6,32 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RegistryProcess, start_registry, stop_process
+from tests.conftest import HUB_ADMIN, RegistryProcess
 from tests.images import OCI_TAG, BuiltImages, build_test_images, oci_archive, write_layout
 from tests.test_third_party_clients import Tools, make_tools
 
-ADMIN = ("root-admin", "admin-secret")
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[RegistryProcess]:
-    registry = start_registry(
-        tmp_path / "data",
-        env={
-            "DOCKYARD_AUTH__ENABLED": "true",
-            "DOCKYARD_AUTH__ADMIN_USER": ADMIN[0],
-            "DOCKYARD_AUTH__ADMIN_PASSWORD": ADMIN[1],
-        },
-    )
-    try:
-        yield registry
-    finally:
-        stop_process(registry.process)
+ADMIN = HUB_ADMIN
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +36,8 @@ def admin_call(registry: RegistryProcess, method: str, path: str, body: dict, cr
         return response.status
 
 
-def test_skopeo_login_push_pull_private_and_public(hub: RegistryProcess, images: BuiltImages, tmp_path: Path):
+def test_skopeo_login_push_pull_private_and_public(hub_process: RegistryProcess, images: BuiltImages, tmp_path: Path):
+    hub = hub_process
     tools: Tools = make_tools(tmp_path / "clients", hub)
     assert admin_call(hub, "POST", "/api/v1/users", {"name": "alice", "password": "alice-pw"}) == 201
     layout = images.ref(OCI_TAG)
@@ -80,7 +64,8 @@ def test_skopeo_login_push_pull_private_and_public(hub: RegistryProcess, images:
     assert push_refused.returncode != 0
 
 
-def test_podman_login_push_pull_private(hub: RegistryProcess, images: BuiltImages, tmp_path: Path):
+def test_podman_login_push_pull_private(hub_process: RegistryProcess, images: BuiltImages, tmp_path: Path):
+    hub = hub_process
     tools: Tools = make_tools(tmp_path / "clients", hub)
     assert admin_call(hub, "POST", "/api/v1/users", {"name": "bob", "password": "bob-pw"}) == 201
     image_id = images.oci.config_digest.split(":", 1)[1]

@@ -22,7 +22,7 @@ from registry.app import create_app
 from registry.web.render import human_size
 from registry.web.session import COOKIE
 from storage_backends.filesystem import FilesystemBackend
-from tests.conftest import start_registry, stop_process
+from tests.conftest import hub_env, start_registry, stop_process
 from tests.hub import ADMIN, basic, bearer, create_user, hub_client
 from tests.oci import Blob, Image, push_image, random_blob
 
@@ -371,8 +371,7 @@ async def test_browser_signs_in_searches_and_reads_an_image(chromium: str, tmp_p
     from playwright.async_api import async_playwright, expect
 
     password = "browser-admin-password"
-    env = {"DOCKYARD_AUTH__ENABLED": "true", "DOCKYARD_AUTH__ADMIN_USER": "root", "DOCKYARD_AUTH__ADMIN_PASSWORD": password}
-    registry = start_registry(tmp_path / "data", env=env)
+    registry = start_registry(tmp_path / "data", env=hub_env(("root", password)))
     image = configured_image()
     try:
         async with aiohttp.ClientSession(base_url=registry.url) as http:
