@@ -22,7 +22,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     settings = settings or Settings()
     registry = Services.over(storage, settings)
     in_flight = InFlight()
-    observed = Metrics()
+    observed = Metrics(in_flight)
     middlewares = [in_flight.middleware, observed.middleware, errors_middleware, admin_errors]
     if registry.signer is not None:
         middlewares.append(Authenticator(registry.signer, registry.accounts, settings.auth.realm).middleware)

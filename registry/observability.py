@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .http import InFlight
 from .services import services
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -18,7 +19,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class Metrics:
     """One collector registry per app, so several apps in one process never share counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: InFlight) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "dockyard_http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry
@@ -30,13 +31,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge("dockyard_http_requests_in_flight", "Requests being handled", registry=self.registry)
+        gauge = Gauge("dockyard_http_requests_in_flight", "Requests being handled", registry=self.registry)
+        gauge.set_function(lambda: in_flight.count)  # the count graceful shutdown already keeps
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         started = time.perf_counter()
-        self.in_flight.inc()
         status = 500
         try:
             response = await handler(request)
@@ -46,7 +47,6 @@ class Metrics:
             status = error.status
             raise
         finally:
-            self.in_flight.dec()
             self.requests.labels(request.method, route, str(status)).inc()
             self.latency.labels(request.method, route).observe(time.perf_counter() - started)
 

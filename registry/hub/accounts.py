@@ -77,19 +77,18 @@ class Accounts:
         await self.storage.put_bytes(key, record.model_dump_json().encode())
 
     # -- users -----------------------------------------------------------------------------
-    async def user(self, name: str) -> User | None:
+    async def _account(self, kind: str, name: str, model: type[Model]) -> Model | None:
         try:
-            validate_account_name(name)
+            validate_account_name(name)  # also keeps any name from becoming a storage path
         except ValueError:
             return None
-        return await self._load(f"hub/users/{name}.json", User)
+        return await self._load(f"hub/{kind}/{name}.json", model)
+
+    async def user(self, name: str) -> User | None:
+        return await self._account("users", name, User)
 
     async def organization(self, name: str) -> Organization | None:
-        try:
-            validate_account_name(name)
-        except ValueError:
-            return None
-        return await self._load(f"hub/orgs/{name}.json", Organization)
+        return await self._account("orgs", name, Organization)
 
     async def create_user(self, name: str, password: str, *, admin: bool = False) -> User:
         validate_account_name(name)

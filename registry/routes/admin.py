@@ -74,9 +74,20 @@ async def caller(request: web.Request, *, required: bool = True) -> User | None:
     return user
 
 
-def _require_self_or_admin(user: User, name: str) -> None:
+async def signed_in(request: web.Request) -> User:
+    """The caller, who must present valid Basic credentials (401 otherwise)."""
+    user = await caller(request)
+    assert user is not None  # caller() raises when credentials are required and missing
+    return user
+
+
+async def _self_or_admin(request: web.Request) -> str:
+    """The `{user}` of the path, which only that user or a site admin may manage."""
+    user = await signed_in(request)
+    name = request.match_info["user"]
     if not user.admin and user.name != name:
         raise Forbidden("only the user themself or a site admin may do this")
+    return name
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
@@ -123,8 +134,7 @@ class NewWebhook(BaseModel):
 
 # -- users ---------------------------------------------------------------------------------
 async def create_user(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     if not user.admin:
         raise Forbidden("only site admins create users")
     body = await _body(request, NewUser)
@@ -133,63 +143,48 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     if not user.admin:
         raise Forbidden("only site admins list users")
     return web.json_response({"users": await services(request).accounts.users()})
 
 
 async def change_password(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
-    name = request.match_info["user"]
-    _require_self_or_admin(user, name)
+    name = await _self_or_admin(request)
     body = await _body(request, Password)
     await services(request).accounts.set_password(name, body.password)
     return web.Response(status=204)
 
 
 async def create_token(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
-    name = request.match_info["user"]
-    _require_self_or_admin(user, name)
+    name = await _self_or_admin(request)
     body = await _body(request, NewToken)
     record, secret = await services(request).accounts.create_token(name, body.name)
     return web.json_response({"id": record.id, "name": record.name, "token": secret}, status=201)
 
 
 async def list_tokens(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
-    name = request.match_info["user"]
-    _require_self_or_admin(user, name)
+    name = await _self_or_admin(request)
     records = await services(request).accounts.tokens(name)
     return web.json_response({"tokens": [{"id": r.id, "name": r.name, "created": r.created} for r in records]})
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
-    name = request.match_info["user"]
-    _require_self_or_admin(user, name)
+    name = await _self_or_admin(request)
     await services(request).accounts.revoke_token(name, request.match_info["token_id"])
     return web.Response(status=204)
 
 
 # -- organizations -------------------------------------------------------------------------
 async def create_organization(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     body = await _body(request, NewOrganization)
     org = await services(request).accounts.create_organization(body.name, user.name)
     return web.json_response({"name": org.name, "members": org.members}, status=201)
 
 
 async def get_organization(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     org = await services(request).accounts.require_organization(request.match_info["org"])
     if not user.admin and user.name not in org.members:
         raise NotFound(f"no organization {org.name!r}")
@@ -197,8 +192,7 @@ async def get_organization(request: web.Request) -> web.Response:
 
 
 async def _org_admin(request: web.Request) -> str:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     org = await services(request).accounts.require_organization(request.match_info["org"])
     if not user.admin and org.members.get(user.name) != "admin":
         raise Forbidden(f"only admins of {org.name!r} manage its members")
@@ -268,8 +262,7 @@ async def update_repository(request: web.Request) -> web.Response:
 
 
 async def star_repository(request: web.Request) -> web.Response:
-    user = await caller(request)
-    assert user is not None
+    user = await signed_in(request)
     settings = await _visible_repository(request, user, "pull")
     starred = request.method == "PUT"
     if starred and user.name not in settings.stars:
