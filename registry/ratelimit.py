@@ -72,6 +72,3 @@ class SlidingWindowLimiter:
     def _forget_idle(self, now: float) -> None:
         for key in [k for k, events in self._events.items() if not events or events[-1] <= now - self.window]:
             del self._events[key]
-
-
-PullRateLimiter = SlidingWindowLimiter

@@ -14,7 +14,7 @@ from .config import RegistryOptions, Settings
 from .hub.accounts import Accounts
 from .hub.webhooks import Webhooks
 from .manifests import Manifests
-from .ratelimit import PullRateLimiter, SlidingWindowLimiter
+from .ratelimit import SlidingWindowLimiter
 from .repositories import Repositories
 from .uploads import Uploads
 
@@ -33,7 +33,7 @@ class Services:
     accounts: Accounts
     signer: TokenSigner | None
     """Signs bearer tokens; None when auth is disabled."""
-    pull_limiter: PullRateLimiter | None
+    pull_limiter: SlidingWindowLimiter | None
     sign_in_throttle: SlidingWindowLimiter
     webhooks: Webhooks
 
@@ -62,7 +62,7 @@ class Services:
             accounts=accounts,
             signer=signer,
             sign_in_throttle=SlidingWindowLimiter(auth.sign_in_failures, auth.sign_in_window),
-            pull_limiter=PullRateLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
+            pull_limiter=SlidingWindowLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
             webhooks=Webhooks(storage, allow_private_networks=settings.webhooks.allow_private_networks),
         )
 

@@ -296,10 +296,10 @@ async def test_pull_rate_limit_answers_429_with_docker_hub_headers(aiohttp_clien
 
 
 def test_rate_limiter_window_slides():
-    from registry.ratelimit import PullRateLimiter
+    from registry.ratelimit import SlidingWindowLimiter
 
     now = [1000.0]
-    limiter = PullRateLimiter(2, 60, clock=lambda: now[0])
+    limiter = SlidingWindowLimiter(2, 60, clock=lambda: now[0])
     assert limiter.check("a").allowed and limiter.check("a").allowed
     refused = limiter.check("a")
     assert not refused.allowed and refused.retry_after == 60
