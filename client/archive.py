@@ -43,7 +43,7 @@ import posixpath
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
@@ -435,23 +435,41 @@ def _ingest_dir(store: ImageStore) -> Path | None:
 
 def _import_layer(store: ImageStore, archive: _Archive, path: str, diff_id: str) -> dict[str, Any]:
     """Store the archive's layer `path` gzip-compressed, checking its diff ID; its descriptor."""
-    diff_hasher = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=_ingest_dir(store), prefix=".tmp-load-") as spool:
-        compressed = _HashingWriter(spool)
+
+    def fill(out: IO[bytes]) -> None:
         with archive.open(path) as raw:
             try:
                 source = _decompressed(raw)
-                with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packer:  # type: ignore[arg-type]
-                    while chunk := source.read(COPY_CHUNK):
-                        diff_hasher.update(chunk)
-                        packer.write(chunk)
+                while chunk := source.read(COPY_CHUNK):
+                    out.write(chunk)
             except _DECOMPRESSION_ERRORS as error:
                 raise ArchiveError(f"{archive.label}: layer {path!r} cannot be decompressed: {error}") from None
-        actual = "sha256:" + diff_hasher.hexdigest()
+
+    def check(actual: str) -> None:
         if actual != diff_id:
             raise ArchiveError(
                 f"{archive.label}: layer {path!r} hashes to {actual}, but the config's rootfs.diff_ids says {diff_id}"
             )
+
+    descriptor, _ = store_gzip_layer(store, fill, check=check)
+    return descriptor
+
+
+def store_gzip_layer(
+    store: ImageStore, fill: Callable[[IO[bytes]], None], *, check: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], str]:
+    """Store what `fill` writes (an uncompressed layer tar) as a gzip layer blob, streaming:
+    hashed (the diff ID) and compressed (the digest) on the way to a spool file in the store's
+    `ingest/`, then into the store's verified ingest. `check(diff_id)` may refuse it before it
+    is stored. Returns (the layer's OCI descriptor, its diff ID)."""
+    with tempfile.NamedTemporaryFile(dir=_ingest_dir(store), prefix=".tmp-layer-") as spool:
+        compressed = _HashingWriter(spool)
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packer:  # type: ignore[arg-type]
+            plain = _HashingWriter(packer)  # type: ignore[arg-type]
+            fill(plain)  # type: ignore[arg-type]
+        diff_id = "sha256:" + plain.hasher.hexdigest()
+        if check is not None:
+            check(diff_id)
         digest = "sha256:" + compressed.hasher.hexdigest()
         with store.ingest(digest, compressed.size) as ingest:
             if not ingest.exists:
@@ -459,4 +477,4 @@ def _import_layer(store: ImageStore, archive: _Archive, path: str, diff_id: str)
                 while chunk := spool.read(COPY_CHUNK):
                     ingest.write(chunk)
                 ingest.commit()
-    return {"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": digest, "size": compressed.size}
+    return {"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": digest, "size": compressed.size}, diff_id

@@ -17,6 +17,8 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from ocispec.names import familiar  # noqa: F401 - part of this module's vocabulary
+
 DOCKER_HUB = "docker.io"
 NONE = "<none>"
 MISSING = "<missing>"
@@ -110,16 +112,6 @@ def one_line(text: str) -> str:
 def short_id(digest: str) -> str:
     """The 12 hex digits Docker shows for an image ID or layer digest."""
     return digest.split(":", 1)[-1][:12]
-
-
-def familiar(name: str) -> str:
-    """A full store name (`host/repo:tag`, `host/repo@digest`, or `host/repo`) as Docker shows it."""
-    host, slash, rest = name.partition("/")
-    if not slash or host != DOCKER_HUB:
-        return name
-    if rest.startswith("library/") and "/" not in rest[len("library/") :]:
-        return rest[len("library/") :]
-    return rest
 
 
 def split_name(name: str) -> tuple[str, str | None, str | None]:

@@ -39,3 +39,14 @@ def validate_tag(tag: str) -> str:
             f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
         )
     return tag
+
+
+def familiar(name: str) -> str:
+    """A full image name (`host/repo:tag`, `host/repo@digest`, or `host/repo`) as Docker shows it:
+    `docker.io/library/alpine:3` -> `alpine:3`; other registries' names are unchanged."""
+    host, slash, rest = name.partition("/")
+    if not slash or host != "docker.io":
+        return name
+    if rest.startswith("library/") and "/" not in rest[len("library/") :]:
+        return rest[len("library/") :]
+    return rest

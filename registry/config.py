@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ocispec.settings_files import ConfigError, merge, one_line, read_yaml
 
-class ConfigError(Exception):
-    """Configuration that cannot start a registry; the message is one line for the operator."""
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 
 class HttpSettings(BaseModel):
@@ -113,48 +112,19 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return document
-
-
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"invalid setting {location}: {first['msg']}{more}"
-
-
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Settings from the YAML file, the environment and `overrides`, highest last.
 
     The environment beats the file, and `overrides` (command-line flags) beat both.
     """
-    file_values = _read_yaml(config_file) if config_file else {}
+    file_values = read_yaml(config_file) if config_file else {}
     try:
         from_env = Settings()  # environment only
         env_values = from_env.model_dump(exclude_unset=True)
-        merged = _merge(_merge(file_values, env_values), overrides or {})
+        merged = merge(merge(file_values, env_values), overrides or {})
         settings = Settings.model_validate(merged)
     except ValidationError as error:
-        raise ConfigError(_one_line(error)) from None
+        raise ConfigError(one_line(error)) from None
     if settings.storage.backend == "s3" and not settings.storage.s3.bucket:
         raise ConfigError("storage.s3.bucket is required when storage.backend is s3")
     auth = settings.auth

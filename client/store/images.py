@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from ocispec import mediatypes
 from ocispec.digest import Digest, InvalidDigest
 from ocispec.manifest import Descriptor, ImageManifest
-from ocispec.names import InvalidName, validate_repository
+from ocispec.names import InvalidName, familiar, validate_repository
 
 from .errors import (
     AmbiguousReference,
@@ -138,6 +138,8 @@ class ImageRecord:
     index_digest: str | None = None
     """The image index it was selected from, when pulled through one."""
     added: str | None = None
+    parent: str | None = None
+    """The image ID this one was committed or built on (local metadata, as Docker keeps it)."""
 
     def __hash__(self) -> int:  # the layer descriptors (pydantic models) are not hashable
         return hash((self.manifest_digest, self.names))
@@ -186,6 +188,7 @@ class ImageRecord:
             "layers": [layer.model_dump(by_alias=True, exclude_none=True) for layer in self.layers],
             "diff_ids": list(self.diff_ids),
             "added": self.added,
+            "parent": self.parent,
         }
 
     @classmethod
@@ -202,6 +205,7 @@ class ImageRecord:
             layers=tuple(Descriptor.model_validate(layer) for layer in data["layers"]),
             diff_ids=tuple(data["diff_ids"]),
             added=data.get("added"),
+            parent=data.get("parent"),
         )
 
     def blobs(self) -> set[str]:
@@ -391,6 +395,17 @@ def find(state: State, reference: str) -> Match:
     raise NoSuchImage(f"No such image: {reference}")
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A container that uses an image (see `ImageStore.hold`)."""
+
+    holder: str
+    """The container ID."""
+    image: str
+    """The image ID (config digest) it was created from."""
+    running: bool = False
+
+
 @dataclass
 class RemovalPlan:
     report: RemovalReport
@@ -402,14 +417,42 @@ class RemovalPlan:
     """Snapshots (chain IDs) to delete."""
 
 
-def plan_removal(state: State, reference: str, *, force: bool = False) -> RemovalPlan:
-    """What `rmi reference` does, as Docker does it (see `RemovalReport`)."""
+def _conflict(state: State, record: ImageRecord, holds: list[Hold], *, force: bool) -> str | None:
+    """Why the image `record` may not be deleted (Docker's hard and, unless forced, soft conflicts)."""
+    short_id = record.short_id
+    if any(other.parent == record.config_digest for other in state.values()):
+        return f"conflict: unable to delete {short_id} (cannot be forced) - image has dependent child images"
+    users = [hold for hold in holds if hold.image == record.config_digest]
+    running = [hold for hold in users if hold.running]
+    if running:
+        return f"conflict: unable to delete {short_id} (cannot be forced) - image is being used by running container {running[0].holder[:12]}"
+    if users and not force:
+        return f"conflict: unable to delete {short_id} (must be forced) - image is being used by stopped container {users[0].holder[:12]}"
+    return None
+
+
+def plan_removal(state: State, reference: str, *, force: bool = False, holds: list[Hold] | None = None) -> RemovalPlan:
+    """What `rmi reference` does, as Docker does it (see `RemovalReport`).
+
+    Containers (`holds`) and child images keep an image: untagging its last name then leaves it
+    dangling (Docker's quiet delete), and removing it by ID is a conflict. An image a container
+    uses is never deleted, even with `force` (Docker would delete a stopped container's image and
+    keep its layers; we keep the image, untagged, so the container stays committable).
+    """
+    holds = holds or []
     match = find(state, reference)
     state = dict(state)
     record = state[match.key]
     untagged: list[str] = []
     doomed: list[str] = []
     if match.name is not None:
+        if not force and is_single_reference(list(record.names)):
+            user = next((hold for hold in holds if hold.image == record.config_digest), None)
+            if user is not None:
+                raise ImageConflict(
+                    f'conflict: unable to remove repository reference "{familiar(match.name)}" (must force) - '
+                    f"container {user.holder[:12]} is using its referenced image {record.short_id}"
+                )
         names = [name for name in record.names if name != match.name]
         untagged.append(match.name)
         if not is_digest_name(match.name):
@@ -419,7 +462,7 @@ def plan_removal(state: State, reference: str, *, force: bool = False) -> Remova
                 untagged += [n for n in names if is_digest_name(n) and repository_of(n) == repo]
                 names = [n for n in names if not (is_digest_name(n) and repository_of(n) == repo)]
         state[match.key] = record = _with_names(record, names)
-        if not names:
+        if not names and _conflict(state, record, holds, force=True) is None:
             doomed.append(match.key)
     else:
         same_image = [key for key, other in state.items() if other.config_digest == record.config_digest]
@@ -428,8 +471,16 @@ def plan_removal(state: State, reference: str, *, force: bool = False) -> Remova
             raise ImageConflict(
                 f"conflict: unable to delete {record.short_id} (must be forced) - image is referenced in multiple repositories"
             )
+        conflict = _conflict(state, record, holds, force=force)
+        if conflict is not None:
+            raise ImageConflict(conflict)
+        held = any(hold.image == record.config_digest for hold in holds)  # by stopped containers, forced
         untagged += names
-        doomed += same_image
+        for key in same_image:
+            state[key] = _with_names(state[key], [])
+        if not held:
+            doomed += same_image
+    doomed += _dangling_parents(state, doomed, holds)
     gone = [state.pop(key) for key in doomed]
     kept_blobs = {digest for other in state.values() for digest in other.blobs()}
     kept_chains = {chain for other in state.values() for chain in other.chain_ids}
@@ -453,6 +504,27 @@ def plan_removal(state: State, reference: str, *, force: bool = False) -> Remova
             if chain not in kept_chains and chain not in chains:
                 chains.append(chain)
     return RemovalPlan(RemovalReport(untagged, deleted), state, blobs, chains)
+
+
+def _dangling_parents(state: State, doomed: list[str], holds: list[Hold]) -> list[str]:
+    """Parents left with no name, no other child and no container once `doomed` go (Docker
+    deletes them with their last child)."""
+    going = set(doomed)
+    more: list[str] = []
+    queue = [state[key].parent for key in doomed if state[key].parent]
+    while queue:
+        parent_id = queue.pop()
+        for key, record in state.items():
+            if key in going or record.config_digest != parent_id or record.names:
+                continue
+            children = [k for k, other in state.items() if other.parent == parent_id and k not in going]
+            if children or any(hold.image == parent_id for hold in holds):
+                continue
+            going.add(key)
+            more.append(key)
+            if record.parent:
+                queue.append(record.parent)
+    return more
 
 
 def _with_names(record: ImageRecord, names: list[str]) -> ImageRecord:

@@ -9,6 +9,7 @@ blobs/sha256/<hex>         every blob once: manifests, configs, layers, indexes
 ingest/<hex>.partial       resumable downloads, never visible as blobs
 snapshots/<chain hex>/     fs/ = one layer's diff in overlayfs form, snapshot.json
 dockyard.json              the store's metadata: images, names (the source of truth)
+holds/<holder>.json        containers using an image: kept, never deleted under them
 lock                       store-wide flock for metadata changes
 locks/                     per-blob ingest and per-chain unpack flocks
 ```
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import BlobStore, Ingest
-from .errors import BlobNotFound, InvalidStoreReference, SnapshotMissing
-from .files import create_if_absent
+from .errors import BlobNotFound, InvalidStoreReference, NoSuchImage, SnapshotMissing
+from .files import atomic_write, create_if_absent
 from .images import (
     Catalog,
+    Hold,
     ImageRecord,
     RemovalReport,
     check_index_lists,
@@ -94,7 +96,9 @@ class ImageStore:
 
     # -- images --------------------------------------------------------------------------------
 
-    def add_image(self, reference: str | None, manifest_digest: str, *, index_digest: str | None = None) -> ImageRecord:
+    def add_image(
+        self, reference: str | None, manifest_digest: str, *, index_digest: str | None = None, parent: str | None = None
+    ) -> ImageRecord:
         """Record the image manifest `manifest_digest` (whose blobs are all present) under `reference`,
         or with no name when `reference` is None (as `docker load` keeps an untagged image)."""
         name = normalize_name(reference) if reference is not None else None
@@ -106,6 +110,8 @@ class ImageStore:
         added = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         label = name if name is not None else manifest_digest
         record = record_from_blobs(label, manifest_digest, self._blobs.read, index_digest=index_digest, added=added)
+        if parent is not None:
+            record = replace(record, parent=parent)
         if index_digest is not None:
             check_index_lists(self._blobs.read(index_digest), index_digest, manifest_digest)
         with self._catalog.locked() as state:
@@ -115,6 +121,8 @@ class ImageStore:
                     raise BlobNotFound(f"cannot add {label}: blob {digest} is not in the store")
             if manifest_digest not in state:
                 state[manifest_digest] = replace(record, names=())
+            elif parent is not None and state[manifest_digest].parent is None:
+                state[manifest_digest] = replace(state[manifest_digest], parent=parent)
             if name is not None:
                 state = with_name(state, manifest_digest, name, index_digest=index_digest)
             self._catalog.save(state)
@@ -134,6 +142,13 @@ class ImageStore:
         state = self._catalog.load()
         return state[find(state, reference).key]
 
+    def by_manifest(self, manifest_digest: str) -> ImageRecord:
+        """The image whose manifest is `manifest_digest` (NoSuchImage if none)."""
+        try:
+            return self._catalog.load()[manifest_digest]
+        except KeyError:
+            raise NoSuchImage(f"No such image: {manifest_digest}") from None
+
     def images(self) -> list[ImageRecord]:
         """All images, newest first (by the config's created time, then by when they were added)."""
         records = list(self._catalog.load().values())
@@ -151,7 +166,7 @@ class ImageStore:
         still uses them."""
         trash: list[Path] = []
         with self._catalog.locked() as state:
-            plan = plan_removal(state, reference, force=force)
+            plan = plan_removal(state, reference, force=force, holds=self.holds())
             self._catalog.save(plan.state)  # metadata first: a crash now leaks blobs, never dangles
             for digest in plan.blobs:
                 self._blobs.delete(digest)
@@ -166,6 +181,48 @@ class ImageStore:
         self._snapshots.sweep()
         self._blobs.sweep()
         return plan.report
+
+    # -- containers' holds ---------------------------------------------------------------------
+
+    def hold(self, holder: str, image: ImageRecord | str, *, running: bool = False) -> ImageRecord:
+        """Record that `holder` (a container ID) uses `image`, so that no `rmi` of any process
+        deletes the image or its snapshots while the hold exists. Checked and written under the
+        store lock: an image removed a moment before raises NoSuchImage."""
+        with self._catalog.locked() as state:
+            key = image.manifest_digest if isinstance(image, ImageRecord) else find(state, image).key
+            if key not in state:
+                raise NoSuchImage(f"No such image: {image if isinstance(image, str) else image.short_id}")
+            record = state[key]
+            self._write_hold(Hold(holder, record.config_digest, running))
+            return record
+
+    def set_hold_running(self, holder: str, running: bool) -> None:
+        with self._catalog.locked():
+            for hold in self.holds():
+                if hold.holder == holder:
+                    self._write_hold(replace(hold, running=running))
+
+    def release(self, holder: str) -> None:
+        """The holder no longer uses its image (its container was removed)."""
+        with self._catalog.locked():
+            (self.root / "holds" / f"{holder}.json").unlink(missing_ok=True)
+
+    def holds(self) -> list[Hold]:
+        found = []
+        directory = self.root / "holds"
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                data = json.loads(path.read_bytes())
+                found.append(Hold(data["holder"], data["image"], bool(data.get("running"))))
+            except (OSError, ValueError, KeyError):
+                continue
+        return found
+
+    def _write_hold(self, hold: Hold) -> None:
+        directory = self.root / "holds"
+        directory.mkdir(exist_ok=True)
+        data = {"holder": hold.holder, "image": hold.image, "running": hold.running}
+        atomic_write(directory / f"{hold.holder}.json", json.dumps(data).encode())
 
     # -- unpacking -----------------------------------------------------------------------------
 

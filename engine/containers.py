@@ -1,0 +1,910 @@
+"""Containers: create, start, stop, kill, restart, wait, remove, attach, logs, exec, commit.
+
+The engine's domain: no HTTP here (the API layer maps `EngineError`s to statuses). Each
+container is a `Container` record (engine.records) plus, while it runs, a shim process
+(engine.shim) that is the parent of its init; the daemon watches every shim over its socket
+and records the exit when the shim reports it.
+
+Rules kept here:
+- A container holds its image in the store (`ImageStore.hold`) from creation to removal, so no
+  `rmi` from any process deletes the image or the snapshots under it.
+- State changes happen under the container's lock and are saved (atomically) before anyone is
+  told; the daemon can be killed between any two steps and `recover()` finds the truth again
+  from the records, the shims' `exit.json` and their sockets.
+- A container's output goes to its log from its first byte; attachments made before `start`
+  are connected to the shim before the process is started, so they miss nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import signal as signals
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import rootfs, shimclient
+from .errors import Conflict, EngineError, InvalidParameter, NoSuchContainer, NoSuchExec, NotModified, RuntimeFailure
+from .images import ImageService
+from .logs import read_records, select
+from .names import new_id, random_name, validate_name
+from .records import ZERO_TIME, Container, ContainerFiles, ContainerState, ContainerStore
+from .runc import Runc, parse_signal
+from .shim import ShimSpec, now_text
+from .spec import Bind, ProcessSpec, RuntimeSpec, command_of, merge_env, DEFAULT_PATH
+from .users import resolve_user
+
+log = logging.getLogger("dockyard.engine")
+
+CONDITIONS = ("not-running", "next-exit", "removed")
+NETWORK_MODES = ("default", "bridge", "none", "host")
+LOG_POLL = 0.1
+
+
+@dataclass
+class Attachment:
+    """An attach request waiting for the container to start (or already connected)."""
+
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class Live:
+    """What the daemon holds in memory for one container."""
+
+    record: Container
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: list[Attachment] = field(default_factory=list)
+    exit_waiters: list[asyncio.Future[int]] = field(default_factory=list)
+    removed_waiters: list[asyncio.Future[int]] = field(default_factory=list)
+    monitor: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+@dataclass
+class Exec:
+    id: str
+    container_id: str
+    config: dict[str, Any]
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    directory: Path | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def inspect(self) -> dict[str, Any]:
+        return {
+            "ID": self.id,
+            "Running": self.running,
+            "ExitCode": self.exit_code,
+            "ProcessConfig": {
+                "tty": bool(self.config.get("Tty")),
+                "entrypoint": (self.config.get("Cmd") or [""])[0],
+                "arguments": (self.config.get("Cmd") or [])[1:],
+                "privileged": bool(self.config.get("Privileged")),
+                "user": self.config.get("User") or "",
+            },
+            "OpenStdin": bool(self.config.get("AttachStdin")),
+            "OpenStderr": bool(self.config.get("AttachStderr")),
+            "OpenStdout": bool(self.config.get("AttachStdout")),
+            "CanRemove": False,
+            "ContainerID": self.container_id,
+            "DetachKeys": "",
+            "Pid": self.pid,
+        }
+
+
+def _now() -> str:
+    return now_text()
+
+
+def exit_code_for(message: str) -> int:
+    """The exit status Docker gives a process that could not be started."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
+class Containers:
+    def __init__(self, data_root: Path, images: ImageService, runc: Runc, *, stop_timeout: int = 10) -> None:
+        self.data_root = data_root
+        self.images = images
+        self.runc = runc
+        self.stop_timeout = stop_timeout
+        self.records = ContainerStore(data_root / "containers")
+        self.live: dict[str, Live] = {}
+        self.execs: dict[str, Exec] = {}
+        self._names_lock = asyncio.Lock()
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Live:
+        """By full ID, name (with or without '/'), or unique ID prefix (Docker's order)."""
+        if ref in self.live:
+            return self.live[ref]
+        name = ref.lstrip("/")
+        for live in self.live.values():
+            if live.record.name == name:
+                return live
+        if ref:
+            matches = [live for cid, live in self.live.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NoSuchContainer(ref)
+
+    def files(self, container: Container) -> ContainerFiles:
+        return self.records.files(container.Id)
+
+    def _save(self, container: Container) -> None:
+        self.records.save(container)
+
+    # -- recovery at start-up ------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Load every container and find its true state (after a clean stop, a restart with
+        containers still running under their shims, or a kill -9 of the daemon)."""
+        known = set()
+        for record in self.records.load_all():
+            known.add(record.Id)
+            live = Live(record)
+            self.live[record.Id] = live
+            if record.State.Running or record.State.Status in ("running", "paused", "restarting"):
+                await self._readopt(live)
+        for entry in self.records.root.iterdir():
+            if entry.is_dir() and entry.name not in known:
+                # creation never finished (the record is written last): nothing refers to it
+                await asyncio.to_thread(self._remove_dir, entry)
+                await asyncio.to_thread(self.images.store.release, entry.name)
+        for hold in await asyncio.to_thread(self.images.store.holds):
+            if hold.holder not in known:
+                await asyncio.to_thread(self.images.store.release, hold.holder)
+        for live in list(self.live.values()):
+            if live.record.HostConfig.get("AutoRemove") and not live.record.State.Running:
+                if live.record.State.Status == "exited":
+                    await self.remove(live.record.Id, force=True)
+
+    async def _readopt(self, live: Live) -> None:
+        record = live.record
+        run_dir = Path(record.run_dir) if record.run_dir else None
+        exited = shimclient.read_exit(run_dir) if run_dir else None
+        if exited is None and run_dir is not None:
+            try:
+                await asyncio.wait_for(shimclient.request(run_dir, "resize", h=0, w=0), 5)
+            except (OSError, asyncio.TimeoutError, ValueError):
+                pass
+            else:
+                live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
+                log.info("re-adopted running container %s", record.short_id)
+                return
+            exited = shimclient.read_exit(run_dir)
+        if exited is None:
+            # the shim died without recording an exit: the process may be orphaned; end it
+            with contextlib.suppress(EngineError):
+                await self.runc.kill(record.Id, signals.SIGKILL)
+            await self.runc.delete(record.Id)
+            exited = {"exit_code": 255, "finished_at": _now(), "error": "the container's shim died; exit status unknown"}
+        await self._record_exit(live, exited)
+
+    # -- create --------------------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidParameter("no image specified: the config needs Image")
+        host_config = dict(body.get("HostConfig") or {})
+        network = host_config.get("NetworkMode") or "default"
+        if network not in NETWORK_MODES:
+            raise NotFoundNetwork(network)
+        binds = [Bind.parse(text) for text in host_config.get("Binds") or []]
+        image = await self.images.resolve(image_ref)
+        image_config = await asyncio.to_thread(self.images.store.config, image)
+        config = merge_config(body, image_config.get("config") or {})
+        config["Image"] = image_ref
+        command = command_of(config)
+        if not command:
+            raise InvalidParameter("No command specified")
+        async with self._names_lock:
+            taken = {live.record.name for live in self.live.values()}
+            if name:
+                name = validate_name(name)
+                if name in taken:
+                    other = next(live for live in self.live.values() if live.record.name == name)
+                    raise Conflict(
+                        f'Conflict. The container name "/{name}" is already in use by container "{other.record.Id}". '
+                        "You have to remove (or rename) that container to be able to reuse that name."
+                    )
+            else:
+                name = random_name(taken)
+            container_id = new_id()
+            config.setdefault("Hostname", container_id[:12])
+            if not config.get("Hostname"):
+                config["Hostname"] = container_id[:12]
+            record = Container(
+                Id=container_id,
+                Created=_now(),
+                Path=command[0],
+                Args=command[1:],
+                Image=image.id,
+                ImageRef=image_ref,
+                Name=f"/{name}",
+                Config=config,
+                HostConfig={**host_config, "NetworkMode": network, "Binds": [f"{b.source}:{b.destination}{':ro' if b.readonly else ''}" for b in binds] or None},
+                manifest_digest=image.manifest_digest,
+                chain_ids=image.chain_ids,
+            )
+            # reserve the name before the slow part, so two creates cannot both take it
+            self.live[container_id] = Live(record)
+        files = self.files(record)
+        try:
+            files.dir.mkdir(parents=True)
+            await asyncio.to_thread(self.images.store.hold, container_id, image)
+            await asyncio.to_thread(self.images.store.unpack, image)
+            await asyncio.to_thread(rootfs.prepare_layers, files)
+            self._write_etc_files(record, files)
+            self._save(record)  # last: a record on disk means a complete container
+        except BaseException:
+            self.live.pop(container_id, None)
+            await asyncio.to_thread(self._remove_dir, files.dir)
+            await asyncio.to_thread(self.images.store.release, container_id)
+            raise
+        log.info("created container %s (%s) from %s", record.short_id, name, image_ref)
+        return container_id, []
+
+    def _write_etc_files(self, record: Container, files: ContainerFiles) -> None:
+        hostname = record.Config.get("Hostname") or record.short_id
+        network = record.HostConfig.get("NetworkMode")
+        (files.dir / "hostname").write_text(hostname + "\n")
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        hosts += f"127.0.1.1\t{hostname}\n" if network != "host" else ""
+        for extra in record.HostConfig.get("ExtraHosts") or []:
+            host, _, address = extra.partition(":")
+            hosts += f"{address}\t{host}\n"
+        (files.dir / "hosts").write_text(hosts)
+        resolv = ""
+        if network == "host":
+            with contextlib.suppress(OSError):
+                resolv = Path("/etc/resolv.conf").read_text()
+        (files.dir / "resolv.conf").write_text(resolv)
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        live = self.get(ref)
+        async with live.lock:
+            record = live.record
+            if record.State.Running:
+                raise NotModified("container already started")
+            if record.State.Status == "removing":
+                raise Conflict(f"container {record.Id} is marked for removal and cannot be started")
+            files = self.files(record)
+            try:
+                await self._mount(record, files)
+                spec = await asyncio.to_thread(self._runtime_spec, record, files)
+                files.bundle.mkdir(exist_ok=True)
+                (files.bundle / "config.json").write_text(json.dumps(spec.to_oci(), indent=1))
+                record.runs += 1
+                run_dir = files.run(record.runs)
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                record.run_dir = str(run_dir)
+                await self.runc.delete(record.Id)  # a leftover of a run the daemon never saw end
+                shim_spec = ShimSpec(
+                    mode="create",
+                    id=record.Id,
+                    runc=self.runc.binary,
+                    runc_root=str(self.runc.root),
+                    bundle=str(files.bundle),
+                    tty=record.tty,
+                    stdin=bool(record.Config.get("OpenStdin")),
+                    stdin_once=bool(record.Config.get("StdinOnce")),
+                    log=str(files.log),
+                    console_size=_console_size(record.HostConfig.get("ConsoleSize")),
+                )
+                record.shim_pid = await shimclient.spawn(run_dir, shim_spec)
+                for attachment in live.pending:
+                    await self._connect(attachment, run_dir)
+                live.pending.clear()
+                answer = await shimclient.request(run_dir, "start")
+                if not answer.get("ok"):
+                    raise RuntimeFailure(answer.get("error") or "runc start failed")
+            except RuntimeFailure as error:
+                message = f"OCI runtime create failed: {error.message}"
+                await self._start_failed(live, message)
+                raise RuntimeFailure(message) from None
+            except EngineError as error:
+                await self._start_failed(live, error.message)
+                raise
+            record.State = ContainerState(
+                Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(), FinishedAt=record.State.FinishedAt
+            )
+            self._save(record)
+            await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
+            live.stopping = False
+            live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
+            log.info("started container %s", record.short_id)
+
+    async def _start_failed(self, live: Live, message: str) -> None:
+        record = live.record
+        record.State = ContainerState(Status=record.State.Status if record.State.Status != "running" else "exited",
+                             ExitCode=exit_code_for(message), Error=message,
+                             StartedAt=record.State.StartedAt, FinishedAt=record.State.FinishedAt)  # fmt: skip
+        self._save(record)
+        for attachment in live.pending:
+            if not attachment.connected.done():
+                attachment.connected.set_result(None)
+        live.pending.clear()
+        await asyncio.to_thread(self._unmount, record)
+
+    async def _mount(self, record: Container, files: ContainerFiles) -> None:
+        image_dirs = await asyncio.to_thread(self._snapshot_dirs, record)
+        links = await asyncio.to_thread(rootfs.ensure_links, self.data_root, image_dirs[::-1])
+        await asyncio.to_thread(rootfs.prepare_layers, files)
+        await asyncio.to_thread(rootfs.mount, self.data_root, files, links)
+
+    def _snapshot_dirs(self, record: Container) -> list[tuple[str, Path]]:
+        store = self.images.store
+        image = store.by_manifest(record.manifest_digest)
+        dirs = store.unpack(image)
+        return list(zip(image.chain_ids, dirs))
+
+    def _runtime_spec(self, record: Container, files: ContainerFiles) -> RuntimeSpec:
+        config = record.Config
+        user = resolve_user(files.merged, config.get("User") or "")
+        env = list(config.get("Env") or [])
+        keys = {entry.partition("=")[0] for entry in env}
+        if "PATH" not in keys:
+            env.insert(0, DEFAULT_PATH)
+        env.append(f"HOSTNAME={config.get('Hostname') or record.short_id}")
+        if record.tty and "TERM" not in keys:
+            env.append("TERM=xterm")
+        if "HOME" not in keys:
+            env.append(f"HOME={user.home}")
+        binds = tuple(Bind.parse(text) for text in record.HostConfig.get("Binds") or [])
+        for bind in binds:  # `-v` creates a missing host directory, as Docker's does
+            Path(bind.source).mkdir(parents=True, exist_ok=True)
+        process = ProcessSpec(
+            args=command_of(config),
+            env=env,
+            cwd=config.get("WorkingDir") or "/",
+            uid=user.uid,
+            gid=user.gid,
+            additional_gids=user.additional_gids,
+            tty=record.tty,
+            console_size=_console_size(record.HostConfig.get("ConsoleSize")),
+        )
+        return RuntimeSpec(
+            process=process,
+            rootfs=str(files.merged),
+            hostname=config.get("Hostname") or record.short_id,
+            readonly=bool(record.HostConfig.get("ReadonlyRootfs")),
+            host_network=record.HostConfig.get("NetworkMode") == "host",
+            etc_files={
+                "/etc/resolv.conf": str(files.dir / "resolv.conf"),
+                "/etc/hostname": str(files.dir / "hostname"),
+                "/etc/hosts": str(files.dir / "hosts"),
+            },
+            binds=binds,
+        )
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    async def _monitor(self, live: Live, run_dir: Path) -> None:
+        """Wait for the shim to report the exit (reconnecting if the connection breaks)."""
+        exited: dict[str, Any] | None = None
+        while exited is None:
+            try:
+                exited = await shimclient.request(run_dir, "wait")
+            except (OSError, ValueError):
+                exited = shimclient.read_exit(run_dir)
+                if exited is None:
+                    await asyncio.sleep(0.2)
+                    if not (run_dir / "shim.sock").exists():
+                        exited = shimclient.read_exit(run_dir) or {
+                            "exit_code": 255, "finished_at": _now(), "error": "the container's shim died; exit status unknown"
+                        }  # fmt: skip
+        await self._record_exit(live, exited)
+
+    async def _record_exit(self, live: Live, exited: dict[str, Any]) -> None:
+        record = live.record
+        code = int(exited.get("exit_code", 255))
+        record.State = ContainerState(
+            Status="exited",
+            ExitCode=code,
+            Error=exited.get("error") or "",
+            StartedAt=record.State.StartedAt,
+            FinishedAt=exited.get("finished_at") or _now(),
+        )
+        record.shim_pid = 0
+        self._save(record)
+        await asyncio.to_thread(self.images.store.set_hold_running, record.Id, False)
+        await asyncio.to_thread(self._unmount, record)
+        for waiter in live.exit_waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        live.exit_waiters.clear()
+        log.info("container %s exited with %d", record.short_id, code)
+        if record.HostConfig.get("AutoRemove") and record.Id in self.live:
+            with contextlib.suppress(EngineError):
+                await self.remove(record.Id, force=True)
+
+    def _unmount(self, record: Container) -> None:
+        with contextlib.suppress(EngineError):
+            rootfs.unmount(self.files(record).merged)
+
+    # -- wait, stop, kill, restart -------------------------------------------------------------
+
+    async def wait(self, ref: str, condition: str = "not-running") -> int:
+        """Resolves when the condition holds; the exit code."""
+        if condition not in CONDITIONS:
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        live = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            future: asyncio.Future[int] = loop.create_future()
+            live.removed_waiters.append(future)
+            return await future
+        if condition == "not-running" and not live.record.State.Running:
+            return live.record.State.ExitCode
+        future = loop.create_future()
+        live.exit_waiters.append(future)
+        return await future
+
+    def waiter(self, ref: str, condition: str = "not-running") -> asyncio.Future[int]:
+        """`wait` registered now (before a start the caller is about to make), resolved later."""
+        if condition not in CONDITIONS:
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        live = self.get(ref)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if condition == "removed":
+            live.removed_waiters.append(future)
+        elif condition == "not-running" and not live.record.State.Running:
+            future.set_result(live.record.State.ExitCode)
+        else:
+            live.exit_waiters.append(future)
+        return future
+
+    async def kill(self, ref: str, signal: str | int | None = None) -> None:
+        live = self.get(ref)
+        if not live.record.State.Running:
+            raise Conflict(f"Container {live.record.Id} is not running")
+        number = parse_signal(signal, signals.SIGKILL)
+        await self.runc.kill(live.record.Id, number)
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        live = self.get(ref)
+        record = live.record
+        if not record.State.Running:
+            raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = record.Config.get("StopTimeout")
+            timeout = self.stop_timeout if timeout is None else int(timeout)
+        stop_signal = parse_signal(signal or record.Config.get("StopSignal") or "SIGTERM", signals.SIGTERM)
+        live.stopping = True
+        exited = asyncio.get_running_loop().create_future()
+        live.exit_waiters.append(exited)
+        if record.State.Paused:
+            await self.runc.resume(record.Id)
+        await self.runc.kill(record.Id, stop_signal)
+        if timeout < 0:
+            await exited
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except asyncio.TimeoutError:
+            await self.runc.kill(record.Id, signals.SIGKILL)
+            await exited
+
+    async def restart(self, ref: str, timeout: int | None = None) -> None:
+        live = self.get(ref)
+        if live.record.State.Running:
+            await self.stop(ref, timeout)
+        await self.start(live.record.Id)
+
+    async def pause(self, ref: str) -> None:
+        live = self.get(ref)
+        if not live.record.State.Running:
+            raise Conflict(f"Container {live.record.Id} is not running")
+        if live.record.State.Paused:
+            raise Conflict(f"Container {live.record.Id} is already paused")
+        await self.runc.pause(live.record.Id)
+        live.record.State.Paused = True
+        live.record.State.Status = "paused"
+        self._save(live.record)
+
+    async def unpause(self, ref: str) -> None:
+        live = self.get(ref)
+        if not live.record.State.Paused:
+            raise Conflict(f"Container {live.record.Id} is not paused")
+        await self.runc.resume(live.record.Id)
+        live.record.State.Paused = False
+        live.record.State.Status = "running"
+        self._save(live.record)
+
+    # -- remove --------------------------------------------------------------------------------
+
+    async def remove(self, ref: str, *, force: bool = False) -> None:
+        live = self.get(ref)
+        record = live.record
+        if record.State.Running:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {record.Id}. Stop the container before attempting removal or force remove"
+                )
+            exited = asyncio.get_running_loop().create_future()
+            live.exit_waiters.append(exited)
+            if record.State.Paused:
+                with contextlib.suppress(EngineError):
+                    await self.runc.resume(record.Id)
+            await self.runc.kill(record.Id, signals.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(exited, 30)
+        if record.Id not in self.live:
+            return  # removed meanwhile (auto-remove)
+        async with live.lock:
+            if record.Id not in self.live:
+                return
+            record.State.Status = "removing"
+            del self.live[record.Id]
+            for execution in [e for e in self.execs.values() if e.container_id == record.Id]:
+                self.execs.pop(execution.id, None)
+            await asyncio.to_thread(self._unmount, record)
+            await self.runc.delete(record.Id)
+            await asyncio.to_thread(self._remove_dir, self.files(record).dir)
+            await asyncio.to_thread(self.images.store.release, record.Id)
+        for waiter in live.removed_waiters:
+            if not waiter.done():
+                waiter.set_result(record.State.ExitCode)
+        for waiter in live.exit_waiters:
+            if not waiter.done():
+                waiter.set_result(record.State.ExitCode)
+        log.info("removed container %s", record.short_id)
+
+    def _remove_dir(self, directory: Path) -> None:
+        merged = directory / "merged"
+        if merged.exists():
+            rootfs.unmount(merged)  # never delete through a mount
+        shutil.rmtree(directory, ignore_errors=True)
+
+    # -- attach and logs -----------------------------------------------------------------------
+
+    async def attach(
+        self, ref: str, *, stdin: bool, stdout: bool, stderr: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the container's shim (waiting for `start` if it has not started);
+        None when the container is not running and will not be (exited)."""
+        live = self.get(ref)
+        attachment = Attachment(stdin, stdout, stderr)
+        if live.record.State.Running and live.record.run_dir:
+            await self._connect(attachment, Path(live.record.run_dir))
+        elif live.record.State.Status == "created" or not live.record.State.Running:
+            live.pending.append(attachment)
+        return await attachment.connected
+
+    async def _connect(self, attachment: Attachment, run_dir: Path) -> None:
+        try:
+            connection = await shimclient.attach(run_dir, stdin=attachment.stdin, stdout=attachment.stdout, stderr=attachment.stderr)
+        except OSError:
+            connection = None
+        if not attachment.connected.done():
+            attachment.connected.set_result(connection)
+
+    def detach_pending(self, ref: str, attachment_future: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(EngineError):
+            live = self.get(ref)
+            live.pending = [a for a in live.pending if a.connected is not attachment_future]
+
+    async def logs(
+        self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: int | None, since: float = 0, until: float = 0
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        live = self.get(ref)
+        path = self.files(live.record).log
+        records, offset = await asyncio.to_thread(read_records, path)
+        since_ns, until_ns = int(since * 1e9), int(until * 1e9)
+        for item in select(records, stdout=stdout, stderr=stderr, tail=tail, since_ns=since_ns, until_ns=until_ns):
+            yield item.stream, item.data
+        if not follow:
+            return
+        while True:
+            running = live.record.State.Running and live.record.Id in self.live
+            records, offset = await asyncio.to_thread(read_records, path, offset)
+            for item in select(records, stdout=stdout, stderr=stderr, tail=None, since_ns=since_ns, until_ns=until_ns):
+                yield item.stream, item.data
+            if not running:
+                return
+            await asyncio.sleep(LOG_POLL)
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        live = self.get(ref)
+        if not live.record.State.Running:
+            raise Conflict(f"Container {live.record.Id} is not running")
+        answer = await shimclient.request(Path(live.record.run_dir), "resize", h=height, w=width)
+        if not answer.get("ok"):
+            raise RuntimeFailure(f"cannot resize the container's terminal: {answer.get('error')}")
+
+    # -- exec ----------------------------------------------------------------------------------
+
+    def exec_create(self, ref: str, body: dict[str, Any]) -> str:
+        live = self.get(ref)
+        if not live.record.State.Running:
+            raise Conflict(f"Container {live.record.Id} is not running")
+        if live.record.State.Paused:
+            raise Conflict(f"Container {live.record.Id} is paused, unpause the container before exec")
+        command = body.get("Cmd")
+        if not command or not isinstance(command, list) or not all(isinstance(part, str) for part in command):
+            raise InvalidParameter("No exec command specified")
+        exec_id = new_id()
+        self.execs[exec_id] = Exec(exec_id, live.record.Id, body)
+        return exec_id
+
+    def get_exec(self, exec_id: str) -> Exec:
+        try:
+            return self.execs[exec_id]
+        except KeyError:
+            raise NoSuchExec(exec_id) from None
+
+    async def exec_start(self, exec_id: str, *, tty: bool | None = None, console: tuple[int, int] | None = None) -> tuple[Exec, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, str | None]:
+        """Start the exec; (exec, its stream when attached, the start error if any)."""
+        execution = self.get_exec(exec_id)
+        if execution.running or execution.exit_code is not None:
+            raise Conflict(f"Exec {exec_id} has already started")
+        live = self.get(execution.container_id)
+        record = live.record
+        if not record.State.Running:
+            raise Conflict(f"Container {record.Id} is not running")
+        config = execution.config
+        files = self.files(record)
+        user = await asyncio.to_thread(resolve_user, files.merged, config.get("User") or record.Config.get("User") or "")
+        env = merge_env(list(record.Config.get("Env") or []), list(config.get("Env") or []))
+        if not any(entry.startswith("PATH=") for entry in env):
+            env.insert(0, DEFAULT_PATH)
+        is_tty = bool(config.get("Tty")) if tty is None else tty
+        if is_tty and not any(entry.startswith("TERM=") for entry in env):
+            env.append("TERM=xterm")
+        if not any(entry.startswith("HOME=") for entry in env):
+            env.append(f"HOME={user.home}")
+        process = ProcessSpec(
+            args=list(config["Cmd"]),
+            env=env,
+            cwd=config.get("WorkingDir") or record.Config.get("WorkingDir") or "/",
+            uid=user.uid,
+            gid=user.gid,
+            additional_gids=user.additional_gids,
+            tty=is_tty,
+            console_size=console or _console_size(config.get("ConsoleSize")),
+        )
+        directory = files.exec_dir(exec_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "process.json").write_text(json.dumps(process.to_oci()))
+        execution.directory = directory
+        spec = ShimSpec(
+            mode="exec", id=record.Id, runc=self.runc.binary, runc_root=str(self.runc.root),
+            process=str(directory / "process.json"), tty=is_tty, stdin=bool(config.get("AttachStdin")), stdin_once=True,
+            console_size=process.console_size,
+        )  # fmt: skip
+        await shimclient.spawn(directory, spec)
+        connection = None
+        if not config.get("Detach"):
+            connection = await shimclient.attach(
+                directory, stdin=bool(config.get("AttachStdin")), stdout=bool(config.get("AttachStdout", True)),
+                stderr=bool(config.get("AttachStderr", True)),
+            )  # fmt: skip
+        answer = await shimclient.request(directory, "start")
+        if not answer.get("ok"):
+            message = f"OCI runtime exec failed: {answer.get('error')}"
+            execution.exit_code = 126 if exit_code_for(message) == 125 else exit_code_for(message)
+            execution.done.set()
+            if connection is not None:
+                connection[1].close()
+            return execution, None, message
+        execution.running = True
+        execution.pid = int(answer.get("pid") or 0)
+        asyncio.ensure_future(self._exec_monitor(execution, directory))
+        return execution, connection, None
+
+    async def _exec_monitor(self, execution: Exec, directory: Path) -> None:
+        exited = None
+        while exited is None:
+            try:
+                exited = await shimclient.request(directory, "wait")
+            except (OSError, ValueError):
+                exited = shimclient.read_exit(directory) or {"exit_code": 255}
+        execution.running = False
+        execution.exit_code = int(exited.get("exit_code", 255))
+        execution.done.set()
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        execution = self.get_exec(exec_id)
+        if execution.directory is None or not execution.running:
+            raise Conflict(f"Exec {exec_id} is not running")
+        await shimclient.request(execution.directory, "resize", h=height, w=width)
+
+    # -- listing and inspect -------------------------------------------------------------------
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None, limit: int = -1) -> list[Container]:
+        filters = filters or {}
+        chosen = []
+        for live in sorted(self.live.values(), key=lambda l: l.record.Created, reverse=True):
+            record = live.record
+            if not all and not record.State.Running and not filters.get("status"):
+                continue
+            if not _matches(record, filters):
+                continue
+            chosen.append(record)
+        return chosen[:limit] if limit and limit > 0 else chosen
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        record = self.get(ref).record
+        files = self.files(record)
+        document = record.model_dump(include={"Id", "Created", "Path", "Args", "State", "Image", "Name", "RestartCount", "Driver", "Platform"})
+        document.update(
+            {
+                "ResolvConfPath": str(files.dir / "resolv.conf"),
+                "HostnamePath": str(files.dir / "hostname"),
+                "HostsPath": str(files.dir / "hosts"),
+                "LogPath": str(files.log),
+                "MountLabel": "",
+                "ProcessLabel": "",
+                "AppArmorProfile": "",
+                "ExecIDs": [e.id for e in self.execs.values() if e.container_id == record.Id] or None,
+                "HostConfig": record.HostConfig,
+                "GraphDriver": {
+                    "Name": "overlay2",
+                    "Data": {
+                        "LowerDir": ":".join([str(files.init), *self._lower_dirs(record)]),
+                        "UpperDir": str(files.upper),
+                        "WorkDir": str(files.work),
+                        "MergedDir": str(files.merged),
+                    },
+                },
+                "Mounts": [
+                    {"Type": "bind", "Source": b.source, "Destination": b.destination, "Mode": "ro" if b.readonly else "",
+                     "RW": not b.readonly, "Propagation": "rprivate"}
+                    for b in (Bind.parse(text) for text in record.HostConfig.get("Binds") or [])
+                ],  # fmt: skip
+                "Config": record.Config,
+                "NetworkSettings": network_settings(record),
+            }
+        )
+        return document
+
+    def _lower_dirs(self, record: Container) -> list[str]:
+        out = []
+        for chain in reversed(record.chain_ids):
+            with contextlib.suppress(Exception):
+                out.append(str(self.images.store._snapshots.info(chain).fs))
+        return out
+
+
+class NotFoundNetwork(EngineError):
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"network {name} not found")
+
+
+def _console_size(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """The container's config: what the create request says, the image's config beneath it
+    (Docker's `merge`: Env by key, Cmd only when no Entrypoint was given, Labels and ports
+    added)."""
+    keys = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
+            "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
+            "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell")  # fmt: skip
+    config: dict[str, Any] = {key: body.get(key) for key in keys if key in body}
+    for key in ("Hostname", "Domainname", "User", "WorkingDir"):
+        config.setdefault(key, "")
+    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
+        config[key] = bool(config.get(key))
+    config["Env"] = merge_env(list(image.get("Env") or []), list(config.get("Env") or []))
+    if not config.get("Entrypoint"):
+        if not config.get("Cmd"):
+            config["Cmd"] = image.get("Cmd")
+        if config.get("Entrypoint") is None:
+            config["Entrypoint"] = image.get("Entrypoint")
+    if not config.get("User"):
+        config["User"] = image.get("User") or ""
+    if not config.get("WorkingDir"):
+        config["WorkingDir"] = image.get("WorkingDir") or ""
+    labels = dict(image.get("Labels") or {})
+    labels.update(config.get("Labels") or {})
+    config["Labels"] = labels
+    if image.get("ExposedPorts") or config.get("ExposedPorts"):
+        config["ExposedPorts"] = {**(image.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
+    if image.get("Volumes") or config.get("Volumes"):
+        config["Volumes"] = {**(image.get("Volumes") or {}), **(config.get("Volumes") or {})}
+    if not config.get("StopSignal") and image.get("StopSignal"):
+        config["StopSignal"] = image["StopSignal"]
+    if image.get("OnBuild") and not config.get("OnBuild"):
+        config["OnBuild"] = image["OnBuild"]
+    return config
+
+
+def network_settings(record: Container) -> dict[str, Any]:
+    mode = record.HostConfig.get("NetworkMode") or "default"
+    shown = "bridge" if mode == "default" else mode
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "Ports": {},
+        "SandboxKey": "",
+        "IPAddress": "",
+        "Gateway": "",
+        "MacAddress": "",
+        "Networks": {shown: {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}},
+    }
+
+
+def status_text(record: Container, now: datetime | None = None) -> str:
+    """`ps`'s STATUS column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created"."""
+    from client.cli_output import human_duration
+
+    now = now or datetime.now(timezone.utc)
+    state = record.State
+    if state.Running:
+        started = _parse_time(state.StartedAt)
+        text = "Up " + (human_duration((now - started).total_seconds()) if started else "Less than a second")
+        return text + " (Paused)" if state.Paused else text
+    if state.Status == "created":
+        return "Created"
+    if state.Status == "removing":
+        return "Removal In Progress"
+    finished = _parse_time(state.FinishedAt)
+    if finished is None or state.FinishedAt == ZERO_TIME:
+        return f"Exited ({state.ExitCode})"
+    return f"Exited ({state.ExitCode}) {human_duration((now - finished).total_seconds())} ago"
+
+
+def _parse_time(text: str) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    import re
+
+    cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(cleaned)
+    except ValueError:
+        return None
+
+
+def _matches(record: Container, filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "status" and record.State.Status not in values:
+            return False
+        if key == "name" and not any(value.lstrip("/") in record.name for value in values):
+            return False
+        if key == "id" and not any(record.Id.startswith(value) for value in values):
+            return False
+        if key == "label":
+            labels = record.Config.get("Labels") or {}
+            for value in values:
+                name, equals, wanted = value.partition("=")
+                if name not in labels or (equals and labels[name] != wanted):
+                    return False
+        if key == "exited" and (record.State.Status != "exited" or str(record.State.ExitCode) not in values):
+            return False
+        if key == "ancestor" and not any(value in (record.ImageRef, record.Image) or record.Image.split(":")[-1].startswith(value) for value in values):
+            return False
+    return True
+
