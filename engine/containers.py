@@ -323,20 +323,28 @@ class Containers:
                 if not answer.get("ok"):
                     raise RuntimeFailure(answer.get("error") or "runc start failed")
             except RuntimeFailure as error:
-                message = f"OCI runtime create failed: {error.message}"
-                await self._start_failed(live, message)
-                raise RuntimeFailure(message) from None
+                failure: EngineError = RuntimeFailure(f"OCI runtime create failed: {error.message}")
             except EngineError as error:
-                await self._start_failed(live, error.message)
-                raise
-            record.State = ContainerState(
-                Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(), FinishedAt=record.State.FinishedAt
-            )
-            self._save(record)
-            await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
-            live.stopping = False
-            live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
-            log.info("started container %s", record.short_id)
+                failure = error
+            else:
+                failure = None
+            if failure is None:
+                record.State = ContainerState(
+                    Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(),
+                    FinishedAt=record.State.FinishedAt,
+                )  # fmt: skip
+                self._save(record)
+                await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
+                live.stopping = False
+                live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
+                log.info("started container %s", record.short_id)
+                return
+            await self._start_failed(live, failure.message)
+        # outside the lock: removal takes it
+        if record.HostConfig.get("AutoRemove"):
+            with contextlib.suppress(EngineError):
+                await self.remove(record.Id, force=True)
+        raise failure
 
     async def _start_failed(self, live: Live, message: str) -> None:
         record = live.record
@@ -348,6 +356,10 @@ class Containers:
             if not attachment.connected.done():
                 attachment.connected.set_result(None)
         live.pending.clear()
+        for waiter in live.exit_waiters:
+            if not waiter.done():
+                waiter.set_result(record.State.ExitCode)
+        live.exit_waiters.clear()
         await asyncio.to_thread(self._unmount, record)
 
     async def _mount(self, record: Container, files: ContainerFiles) -> None:
@@ -358,7 +370,7 @@ class Containers:
 
     def _snapshot_dirs(self, record: Container) -> list[tuple[str, Path]]:
         store = self.images.store
-        image = store.by_manifest(record.manifest_digest)
+        image = store.resolve(record.manifest_digest)
         dirs = store.unpack(image)
         return list(zip(image.chain_ids, dirs))
 

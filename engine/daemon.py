@@ -85,7 +85,7 @@ class Engine:
                 raise InvalidParameter("refusing to create a tag with a digest reference")
             name = str(reference)
         try:
-            parent = await asyncio.to_thread(self.store.by_manifest, record.manifest_digest)
+            parent = await asyncio.to_thread(self.store.resolve, record.manifest_digest)
         except LookupError:
             raise NotFound(f"the image of container {record.short_id} is gone") from None
         paused = False
@@ -104,9 +104,14 @@ class Engine:
         return image.id
 
     async def shutdown(self) -> None:
+        """Before the API stops: stop containers if so configured, and end every pending wait
+        (its client sees the connection close, as with dockerd)."""
         if self.settings.on_shutdown == "stop":
             running = [live.record.Id for live in self.containers.live.values() if live.record.State.Running]
             await asyncio.gather(*(self.containers.stop(cid) for cid in running), return_exceptions=True)
+        for live in self.containers.live.values():
+            for waiter in [*live.exit_waiters, *live.removed_waiters]:
+                waiter.cancel()
 
 
 def _daemon_id(root: Path) -> str:
@@ -171,7 +176,7 @@ async def serve(settings: EngineSettings) -> None:
     from .api.app import make_app
 
     app = make_app(engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     path = settings.socket_path
     _prepare_socket(path)

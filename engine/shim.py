@@ -36,12 +36,15 @@ import ctypes
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,17 @@ class ShimSpec(BaseModel):
     """Where output is kept (a container's log file); None keeps nothing (exec)."""
     console_size: tuple[int, int] | None = None
     """(height, width) of the pty before the process starts."""
+
+
+@contextlib.contextmanager
+def short_path(directory: Path, name: str) -> Iterator[str]:
+    """A path to `directory/name` short enough for AF_UNIX (`/proc/self/fd/N/name`), valid
+    for this process while the context lasts; container directories are deeper than 108 bytes."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
 
 
 def now_text() -> str:
@@ -163,9 +177,9 @@ class Shim:
     async def _runc_with_stdio(self, command: list[str]) -> None:
         """Run a detaching runc command with the process's stdio (pipes, or a console socket)."""
         if self.spec.tty:
-            console = self.dir / "console.sock"
-            with contextlib.suppress(FileNotFoundError):
-                console.unlink()
+            # runc connects to this path itself, so it must be short (AF_UNIX paths are < 108 bytes)
+            console_dir = tempfile.mkdtemp(prefix="dockyard-console-", dir="/run" if os.access("/run", os.W_OK) else None)
+            console = Path(console_dir) / "c.sock"
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(console))
             listener.listen(1)
@@ -188,6 +202,7 @@ class Shim:
                 accept.cancel()
             _, err = await done
             listener.close()
+            shutil.rmtree(console_dir, ignore_errors=True)
             if process.returncode != 0:
                 if self.master is not None:
                     os.close(self.master)
@@ -363,6 +378,8 @@ class Shim:
             return
         client = Client(writer, bool(request.get("stdout")), bool(request.get("stderr")))
         self.clients.append(client)
+        if request.get("stdin"):
+            await self.started.wait()  # an exec's stdin exists only once runc exec ran
         if request.get("stdin") and self.stdin_fd is not None:
             while True:
                 data = await reader.read(READ_SIZE)
@@ -423,7 +440,8 @@ async def run(directory: Path) -> int:
     sock_path = directory / "shim.sock"
     with contextlib.suppress(FileNotFoundError):
         sock_path.unlink()
-    server = await asyncio.start_unix_server(shim.serve, path=str(sock_path))
+    with short_path(directory, "shim.sock") as path:
+        server = await asyncio.start_unix_server(shim.serve, path=path)
     handshake = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

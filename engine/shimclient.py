@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RuntimeFailure
-from .shim import ShimSpec
+from .shim import ShimSpec, short_path
 
 HANDSHAKE_TIMEOUT = 60.0
 
@@ -60,7 +60,8 @@ def _tail(path: Path) -> str:
 
 
 async def connect(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_unix_connection(str(directory / "shim.sock"), limit=1 << 20)
+    with short_path(directory, "shim.sock") as path:
+        return await asyncio.open_unix_connection(path, limit=1 << 20)
 
 
 async def request(directory: Path, op: str, **fields: Any) -> dict[str, Any]:

@@ -361,9 +361,11 @@ class Match:
 
 
 def find(state: State, reference: str) -> Match:
-    """The record `reference` means: a name, `host/repo@digest` of a record in that repository,
-    or a full or short image ID (`sha256:<hex>` or a hex prefix)."""
+    """The record `reference` means: its manifest digest, a name, `host/repo@digest` of a
+    record in that repository, or a full or short image ID (`sha256:<hex>` or a hex prefix)."""
     text = reference.strip() if isinstance(reference, str) else ""
+    if text in state:  # a record's key: its manifest digest
+        return Match(text, None)
     for key, record in state.items():
         if text in record.names:
             return Match(key, text)

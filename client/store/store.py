@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import BlobStore, Ingest
-from .errors import BlobNotFound, InvalidStoreReference, NoSuchImage, SnapshotMissing
+from .errors import BlobNotFound, InvalidStoreReference, SnapshotMissing
 from .files import atomic_write, create_if_absent
 from .images import (
     Catalog,
@@ -138,16 +138,10 @@ class ImageStore:
             self._catalog.save(with_name(state, key, name))
 
     def resolve(self, reference: str) -> ImageRecord:
-        """The image a full name, `host/repo@digest`, or full/short image ID means (NoSuchImage otherwise)."""
+        """The image a manifest digest, full name, `host/repo@digest`, or full/short image ID
+        means (NoSuchImage otherwise)."""
         state = self._catalog.load()
         return state[find(state, reference).key]
-
-    def by_manifest(self, manifest_digest: str) -> ImageRecord:
-        """The image whose manifest is `manifest_digest` (NoSuchImage if none)."""
-        try:
-            return self._catalog.load()[manifest_digest]
-        except KeyError:
-            raise NoSuchImage(f"No such image: {manifest_digest}") from None
 
     def images(self) -> list[ImageRecord]:
         """All images, newest first (by the config's created time, then by when they were added)."""
@@ -189,10 +183,7 @@ class ImageStore:
         deletes the image or its snapshots while the hold exists. Checked and written under the
         store lock: an image removed a moment before raises NoSuchImage."""
         with self._catalog.locked() as state:
-            key = image.manifest_digest if isinstance(image, ImageRecord) else find(state, image).key
-            if key not in state:
-                raise NoSuchImage(f"No such image: {image if isinstance(image, str) else image.short_id}")
-            record = state[key]
+            record = state[find(state, image if isinstance(image, str) else image.manifest_digest).key]
             self._write_hold(Hold(holder, record.config_digest, running))
             return record
 

@@ -54,6 +54,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def _add_version_header(request: web.Request, response: web.StreamResponse) -> None:
+    # the docker CLI decodes an error body only when the type is exactly application/json
+    if response.headers.get("Content-Type", "").startswith("application/json"):
+        response.headers["Content-Type"] = "application/json"
     response.headers["Api-Version"] = API_VERSION
     response.headers["Docker-Experimental"] = "false"
     response.headers["Ostype"] = "linux"
