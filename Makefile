@@ -6,7 +6,7 @@ LISTEN ?= 0.0.0.0:5000
 DATA ?= ./data
 # Debian packages the test suite drives: real third-party clients, the reference registry, and
 # chromium for the web page test (Playwright drives it; `playwright install` is never run).
-APT_PACKAGES := skopeo podman docker-registry busybox-static crun chromium docker-compose
+APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc chromium docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench apt-packages clean

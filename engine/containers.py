@@ -43,6 +43,13 @@ from .users import resolve_user
 log = logging.getLogger("dockyard.engine")
 
 CONDITIONS = ("not-running", "next-exit", "removed")
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "LogConfig": {"Type": "json-file", "Config": {}},  # what clients expect; kept in engine.logs format
+    "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False,
+    "ReadonlyRootfs": False,
+    "Privileged": False,
+}
 NETWORK_MODES = ("default", "bridge", "none", "host")
 LOG_POLL = 0.1
 
@@ -243,7 +250,7 @@ class Containers:
                 ImageRef=image_ref,
                 Name=f"/{name}",
                 Config=config,
-                HostConfig={**host_config, "NetworkMode": network, "Binds": [f"{b.source}:{b.destination}{':ro' if b.readonly else ''}" for b in binds] or None},
+                HostConfig={**HOST_CONFIG_DEFAULTS, **host_config, "NetworkMode": network, "Binds": [f"{b.source}:{b.destination}{':ro' if b.readonly else ''}" for b in binds] or None},
                 manifest_digest=image.manifest_digest,
                 chain_ids=image.chain_ids,
             )

@@ -1,0 +1,244 @@
+"""A real `dockyardd` for the engine tests: its own data root and socket, driven by the stock
+docker CLI (`docker` on PATH, talking to `DOCKER_HOST`), docker-py and `dockyard`.
+
+Images come from a Dockyard registry process the tests start: a busybox image (three layers,
+one with a whiteout) written as an OCI layout and copied in with skopeo, then pulled through
+the daemon. Nothing reaches beyond loopback.
+
+`Daemon.stop()` removes every container (so no shim or runc process is left), then SIGTERMs the
+daemon; processes it started are ended by PID only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.images import BUSYBOX, GROUP, Image, LayerBuilder, app_layer, host_architecture, image_config, update_layer, write_layout
+
+APPLETS = ("sh", "cat", "ls", "echo", "test", "true", "false", "sleep", "id", "hostname", "stty", "tty", "rm", "mkdir",
+           "touch", "env", "pwd", "wc", "kill", "ps", "head", "tr", "seq")  # fmt: skip
+PASSWD = (
+    b"root:x:0:0:root:/root:/bin/sh\n"
+    b"app:x:1000:1000:app:/home/app:/bin/sh\n"
+    b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+)
+GROUP_WITH_MEMBERS = GROUP + b"app:x:1000:\nwheel:x:10:app\n"
+
+
+def busybox_image() -> Image:
+    """busybox with the applets the tests use, an `app` user, then two layers (a whiteout)."""
+    builder = LayerBuilder().directory("bin").file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
+    for applet in APPLETS:
+        builder.symlink(f"bin/{applet}", "busybox")
+    base = (
+        builder.directory("etc")
+        .file("etc/passwd", PASSWD)
+        .file("etc/group", GROUP_WITH_MEMBERS)
+        .directory("root", 0o700)
+        .directory("home")
+        .directory("home/app")
+        .directory("tmp", 0o1777)
+        .build()
+    )
+    layers = [base, app_layer("engine"), update_layer("linux")]
+    config = json.loads(image_config(layers, host_architecture(), "engine"))
+    config["config"] = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}
+    return Image(config=json.dumps(config).encode(), layers=layers)
+
+
+def push_busybox(registry_host: str, repository: str, workdir: Path) -> str:
+    """Copy the busybox image into the registry with skopeo; its reference."""
+    layout = write_layout(workdir / "busybox-layout", {"1": busybox_image()})
+    reference = f"{registry_host}/{repository}:1"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{reference}"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return reference
+
+
+@dataclass
+class Daemon:
+    root: Path
+    socket: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    config_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host, "DOCKYARD_HOST": self.host, "DOCKER_CONFIG": str(self.config_dir),
+                "DOCKER_CLI_HINTS": "false", **self.extra_env}  # fmt: skip
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """The stock docker CLI against this daemon."""
+        result = subprocess.run(
+            ["docker", *args], input=input.decode() if input is not None else None, capture_output=True, text=True,
+            env=self.env, timeout=timeout, stdin=subprocess.DEVNULL if input is None else None,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def dockyard(self, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "client.cli", *args], input=input.decode() if input is not None else None,
+            capture_output=True, text=True, env=self.env, timeout=timeout, stdin=subprocess.DEVNULL if input is None else None,
+        )  # fmt: skip
+        return result
+
+    def container_ids(self) -> list[str]:
+        return [path.name for path in (self.root / "containers").iterdir() if path.is_dir()] if (self.root / "containers").is_dir() else []
+
+    def shim_pids(self) -> list[int]:
+        pids = []
+        for cid in self.container_ids():
+            try:
+                record = json.loads((self.root / "containers" / cid / "config.v2.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("shim_pid"):
+                pids.append(int(record["shim_pid"]))
+        return pids
+
+    def kill9(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+        self.process = _spawn(self.root, self.socket, self.log)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            self.process = _spawn(self.root, self.socket, self.log)
+        ids = self.docker("ps", "-aq").stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids, timeout=120)
+        leftover = self.shim_pids()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pid in leftover:  # shims of containers that could not be removed: ours, by PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["runc", "--root", str(self.root / "runc"), "list", "-q"], capture_output=True)
+
+
+def _spawn(root: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine.daemon", "--host", f"unix://{sock}", "--data-root", str(root), "--log-level", "debug"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dockyardd exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(sock))
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise TimeoutError("dockyardd did not listen in 30 s")
+
+
+def start_daemon(workdir: Path) -> Daemon:
+    if os.geteuid() != 0:
+        raise RuntimeError("the engine tests run containers: run them as root")
+    if shutil.which("runc") is None or shutil.which("docker") is None:
+        raise RuntimeError("the engine tests need runc (apt-get install runc) and the docker CLI on PATH")
+    # AF_UNIX paths are short: the socket lives in a short temp dir, the data under workdir
+    short = Path(tempfile.mkdtemp(prefix="dyd-"))
+    root = workdir / "dockyardd-root"
+    root.mkdir(parents=True, exist_ok=True)
+    config_dir = workdir / "docker-config"
+    config_dir.mkdir(exist_ok=True)
+    log = workdir / "dockyardd.log"
+    sock = short / "d.sock"
+    return Daemon(root, sock, _spawn(root, sock, log), log, config_dir)
+
+
+class Pty:
+    """A command on a real pseudo-terminal, typed into and read like a person would."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80) -> None:
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvpe(argv[0], argv, env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.output = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.kill(self.pid, signal.SIGWINCH)
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def expect(self, needle: bytes, timeout: float = 20) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{needle!r} not seen; output so far: {self.output[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], min(remaining, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    raise AssertionError(f"{needle!r} not seen before the end; output: {self.output[-2000:]!r}")
+                self.output += data
+        return self.output
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.fd, 4096)
+                except OSError:
+                    pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError(f"the command did not end; output: {self.output[-2000:]!r}")

@@ -1,0 +1,106 @@
+"""The seed walkthrough, verbatim, against a real dockyardd: an image pulled from a Dockyard
+registry, a container typed into on a real pty, two commits, inspect, rmi, rm -- with the stock
+docker CLI, with docker-py, and with `dockyard`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_registry, stop_process
+from tests.engine import Daemon, Pty, push_busybox, start_daemon
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
+    workdir = tmp_path_factory.mktemp("engine-walkthrough")
+    registry = start_registry(workdir / "registry")
+    daemon = start_daemon(workdir)
+    try:
+        reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
+        yield daemon, reference
+    finally:
+        daemon.stop()
+        stop_process(registry.process)
+
+
+def layers(daemon: Daemon, image: str) -> list[str]:
+    result = daemon.docker("inspect", "--type", "image", image, check=True)
+    return json.loads(result.stdout)[0]["RootFS"]["Layers"]
+
+
+def test_seed_walkthrough_with_the_stock_docker_cli(world: tuple[Daemon, str]) -> None:
+    daemon, reference = world
+    pulled = daemon.docker("pull", reference, check=True)
+    assert "Downloaded newer image" in pulled.stdout
+    daemon.docker("tag", reference, "ubuntu:14.04", check=True)
+    base_layers = layers(daemon, "ubuntu:14.04")
+    assert len(base_layers) == 3
+
+    session = Pty(["docker", "run", "-i", "-t", "--name", "commit_test", "ubuntu:14.04"], daemon.env)
+    session.expect(b"# ")
+    session.type("echo test_first!! >> first\r")
+    session.type("cat first\r")
+    session.expect(b"test_first!!\r\n")
+    session.type("exit\r")
+    assert session.wait() == 0
+
+    committed = daemon.docker("commit", "-a", "author", "-m", "commit_message", "commit_test", "commit_test:first", check=True)
+    first_id = committed.stdout.strip()
+    assert first_id.startswith("sha256:")
+    first = json.loads(daemon.docker("inspect", "commit_test:first", check=True).stdout)[0]
+    assert first["Author"] == "author" and first["Comment"] == "commit_message"
+    assert first["RootFS"]["Layers"][:3] == base_layers and len(first["RootFS"]["Layers"]) == 4
+
+    daemon.docker("run", "--name", "commit_test2", "commit_test:first", "sh", "-c", "echo test_second > second", check=True)
+    daemon.docker("commit", "commit_test2", "commit_test:second", check=True)
+    second_layers = layers(daemon, "commit_test:second")
+    assert second_layers[:4] == first["RootFS"]["Layers"] and len(second_layers) == 5
+
+    refused = daemon.docker("rmi", "commit_test:first")
+    assert refused.returncode == 1
+    assert "container" in refused.stderr and "is using its referenced image" in refused.stderr
+    daemon.docker("rm", "commit_test2", check=True)
+    removed = daemon.docker("rmi", "commit_test:first", check=True)
+    assert removed.stdout == "Untagged: commit_test:first\n"
+    # nothing was deleted: the image stays as the parent of commit_test:second
+    assert daemon.docker("inspect", "--type", "image", first_id).returncode == 0
+
+    shown = daemon.docker("run", "--rm", "commit_test:second", "cat", "first", "second", check=True)
+    assert shown.stdout == "test_first!!\ntest_second\n"
+    daemon.docker("rm", "commit_test", check=True)
+
+
+def test_seed_walkthrough_with_docker_py(world: tuple[Daemon, str]) -> None:
+    import docker
+
+    daemon, reference = world
+    client = docker.DockerClient(base_url=daemon.host, version="auto")
+    try:
+        client.images.pull(reference)
+        client.images.get(reference).tag("py-ubuntu", "14.04")
+        base = client.images.get("py-ubuntu:14.04")
+        first_container = client.containers.run("py-ubuntu:14.04", ["sh", "-c", "echo test_first!! >> first"], name="py_commit_test")
+        assert first_container == b""
+        container = client.containers.get("py_commit_test")
+        first = container.commit("py_commit_test", "first", author="author", message="commit_message")
+        assert first.attrs["RootFS"]["Layers"][:3] == base.attrs["RootFS"]["Layers"]
+        second_container = client.containers.create("py_commit_test:first", ["sh", "-c", "echo test_second > second"], name="py_commit_test2")
+        second_container.start()
+        assert second_container.wait()["StatusCode"] == 0
+        second = second_container.commit("py_commit_test", "second")
+        assert second.attrs["RootFS"]["Layers"][:4] == first.attrs["RootFS"]["Layers"]
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.images.remove("py_commit_test:first")
+        assert refused.value.status_code == 409
+        second_container.remove()
+        client.images.remove("py_commit_test:first")
+        assert client.images.get(first.id).id == first.id  # untagged, kept as a parent
+        out = client.containers.run("py_commit_test:second", ["cat", "first", "second"], remove=True)
+        assert out == b"test_first!!\ntest_second\n"
+        container.remove()
+    finally:
+        client.close()
