@@ -56,6 +56,7 @@ from .logs import LogWriter, frame
 PR_SET_CHILD_SUBREAPER = 36
 STDOUT, STDERR = 1, 2
 READ_SIZE = 65536
+START_TIMEOUT = 300.0
 
 
 class ShimSpec(BaseModel):
@@ -156,6 +157,8 @@ class Shim:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the process exited and its output is drained, or it could not be started."""
     stdin_closed: bool = False
 
     @property
@@ -264,6 +267,7 @@ class Shim:
                     )
                 self.pid = int((self.dir / "pid").read_text().strip())
             except (RuntimeError, OSError, ValueError) as error:
+                self.finished.set()  # nothing runs: the shim's work is over
                 return {"ok": False, "error": str(error)}
             self.started.set()
             asyncio.ensure_future(self.supervise())
@@ -294,6 +298,7 @@ class Shim:
                 await client.writer.drain()
                 client.writer.close()
         self.drained.set()
+        self.finished.set()
 
     async def _relay(self, fd: int, stream: int) -> None:
         loop = asyncio.get_running_loop()
@@ -455,8 +460,13 @@ async def run(directory: Path) -> int:
         return 1
     handshake.write(json.dumps({"ok": True}) + "\n")
     handshake.close()
-    await shim.started.wait()
-    await shim.drained.wait()
+    # a daemon that died between spawning us and `start` must not leave us waiting forever
+    started = asyncio.ensure_future(shim.started.wait())
+    finished = asyncio.ensure_future(shim.finished.wait())
+    await asyncio.wait({started, finished}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        shim.finished.set()
+    await shim.finished.wait()
     server.close()
     if spec.mode == "create":
         process = await asyncio.create_subprocess_exec(

@@ -145,7 +145,26 @@ class Daemon:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        subprocess.run(["runc", "--root", str(self.root / "runc"), "list", "-q"], capture_output=True)
+        leaked = _shims_under(self.root)  # exec shims too: none may outlive its process
+        for pid in leaked:
+            os.kill(pid, signal.SIGKILL)
+        left = subprocess.run(["runc", "--root", str(self.root / "runc"), "list", "-q"], capture_output=True, text=True).stdout
+        assert not leaked and not left.split(), f"left behind: shims {leaked}, runc containers {left.split()}"
+
+
+def _shims_under(root: Path) -> list[int]:
+    """PIDs of shim processes whose directory is under `root` (found in /proc, ours by path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"engine.shim" in argv and any(arg.startswith(str(root).encode()) for arg in argv):
+            found.append(int(entry.name))
+    return found
 
 
 def _spawn(root: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
