@@ -2,9 +2,13 @@
 
     dockyard [--store DIR] [--config DIR] [--insecure-registry HOST]... COMMAND [OPTIONS] ...
 
-Commands: login, logout, search, pull, push (cli_registry.py); images, tag, rmi, inspect,
-history, save, load (cli_images.py). `--store`, `--config` and `--insecure-registry` are
-accepted before the command or after it.
+Commands talk to the Dockyard daemon (`dockyardd`) at `-H/--host`, `$DOCKYARD_HOST` or
+unix:///run/dockyard.sock, as docker's CLI talks to dockerd: containers (run, create, start,
+stop, kill, restart, wait, rm, ps, logs, exec, attach, commit: cli_containers.py) and images
+(pull, push, images, tag, rmi, inspect, history, save, load, import: cli_engine_images.py).
+With `--store DIR` the image commands work on that store directly, with no daemon
+(cli_images.py, cli_registry.py), for scripts. login, logout and search never need the daemon.
+`--store`, `--host`, `--config` and `--insecure-registry` are accepted before the command or after it.
 
 This module only parses arguments and maps outcomes to exit statuses: 0 success, 1 an error
 (one `Error: ...` line on stderr: the client's and the store's errors already name the image),
@@ -42,7 +46,14 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
         metavar="DIR",
         type=Path,
         default=argparse.SUPPRESS,
-        help="local image store (default: $XDG_DATA_HOME/dockyard or ~/.local/share/dockyard)",
+        help="work on this local image store directly, without a daemon (image commands only)",
+    )
+    options.add_argument(
+        "-H",
+        "--host",
+        metavar="unix:///PATH",
+        default=argparse.SUPPRESS,
+        help="the daemon's socket (default: $DOCKYARD_HOST or unix:///run/dockyard.sock)",
     )
     options.add_argument(
         "--config",
@@ -73,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common_options(top_level=False)]
 
-    def command(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: str, help: str, *, daemon: str | None = None) -> argparse.ArgumentParser:
+        """`handler` runs on a store given with --store; `daemon` (default) through the daemon."""
         sub = commands.add_parser(name, parents=common, help=help, description=help)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, daemon_handler=daemon)
         return sub
+
+    def engine_command(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+        return command(name, handler, help, daemon=handler)
 
     login = command("login", "cli_registry:login_command", "Log in to a registry and save the credentials")
     login.add_argument("-u", "--username", help="user name")
@@ -93,44 +108,128 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no-trunc", action="store_true", help="do not truncate descriptions")
     search.add_argument("term", metavar="TERM", help="what to look for; HOST/TERM searches that registry")
 
-    pull = command("pull", "cli_registry:pull_command", "Download an image from a registry")
+    pull = command("pull", "cli_registry:pull_command", "Download an image from a registry", daemon="cli_engine_images:pull_command")
     pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to choose from a multi-platform image")
     pull.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     pull.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
 
-    push = command("push", "cli_registry:push_command", "Upload an image to a registry")
+    push = command("push", "cli_registry:push_command", "Upload an image to a registry", daemon="cli_engine_images:push_command")
     push.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     push.add_argument("image", metavar="NAME[:TAG]")
 
-    tag = command("tag", "cli_images:tag_command", "Give an image another name")
+    tag = command("tag", "cli_images:tag_command", daemon="cli_engine_images:tag_command", help="Give an image another name")
     tag.add_argument("source", metavar="SOURCE_IMAGE[:TAG]", help="a name or an image ID")
     tag.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
-    images = command("images", "cli_images:images_command", "List the images in the store")
+    images = command("images", "cli_images:images_command", daemon="cli_engine_images:images_command", help="List the images in the store")
     images.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     images.add_argument("--no-trunc", action="store_true", help="print full image IDs")
     images.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="list only this repository")
 
-    rmi = command("rmi", "cli_images:rmi_command", "Remove images (untag a name; delete what nothing else uses)")
+    rmi = command("rmi", "cli_images:rmi_command", daemon="cli_engine_images:rmi_command", help="Remove images (untag a name; delete what nothing else uses)")
     rmi.add_argument("-f", "--force", action="store_true", help="remove an image ID even if it has names in several repositories")
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
 
-    inspect = command("inspect", "cli_images:inspect_command", "Show images' details as JSON")
+    inspect = command("inspect", "cli_images:inspect_command", daemon="cli_engine_images:inspect_command", help="Show images' details as JSON")
     inspect.add_argument("images", nargs="+", metavar="IMAGE")
 
-    history = command("history", "cli_images:history_command", "Show how an image's layers were made")
+    history = command("history", "cli_images:history_command", daemon="cli_engine_images:history_command", help="Show how an image's layers were made")
     history.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
     history.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     history.add_argument("image", metavar="IMAGE")
 
-    save = command("save", "cli_images:save_command", "Write images to a docker archive (tar)")
+    save = command("save", "cli_images:save_command", daemon="cli_engine_images:save_command", help="Write images to a docker archive (tar)")
     save.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     save.add_argument("images", nargs="+", metavar="IMAGE")
 
-    load = command("load", "cli_images:load_command", "Read images from a docker archive (tar)")
+    load = command("load", "cli_images:load_command", daemon="cli_engine_images:load_command", help="Read images from a docker archive (tar)")
     load.add_argument("-i", "--input", metavar="FILE", help="read from FILE instead of standard input")
     load.add_argument("-q", "--quiet", action="store_true", help="accepted for docker compatibility")
+    _container_commands(engine_command)
     return parser
+
+
+def _run_options(sub: argparse.ArgumentParser, *, run: bool) -> None:
+    sub.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and attached")
+    sub.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    if run:
+        sub.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container ID")
+    sub.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    sub.add_argument("--name", help="the container's name")
+    sub.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="set an environment variable")
+    sub.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from FILE")
+    sub.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    sub.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user name or UID (and group)")
+    sub.add_argument("--entrypoint", help="override the image's entrypoint")
+    sub.add_argument("--hostname", help="the container's host name")
+    sub.add_argument("-l", "--label", action="append", metavar="KEY=VALUE", help="set a label")
+    sub.add_argument("-v", "--volume", action="append", metavar="HOST:CONTAINER[:ro]", help="bind-mount a host path")
+    sub.add_argument("--network", metavar="MODE", help="none or host (default: an isolated network namespace)")
+    sub.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    sub.add_argument("image", metavar="IMAGE")
+    sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND ...")
+
+
+def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    run = command("run", "cli_containers:run_command", "Create and start a container, and attach to it")
+    _run_options(run, run=True)
+    create = command("create", "cli_containers:create_command", "Create a container")
+    _run_options(create, run=False)
+    start = command("start", "cli_containers:start_command", "Start stopped containers")
+    start.add_argument("-a", "--attach", action="store_true", help="attach stdout and stderr")
+    start.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    start.add_argument("containers", nargs="+", metavar="CONTAINER")
+    for name, help_text in (("stop", "Stop running containers (SIGTERM, then SIGKILL)"), ("restart", "Restart containers")):
+        sub = command(name, f"cli_containers:{name}_command", help_text)
+        sub.add_argument("-t", "--time", type=int, metavar="SECONDS", help="seconds to wait before killing")
+        if name == "stop":
+            sub.add_argument("-s", "--signal", help="signal to stop with (default: the image's StopSignal, else SIGTERM)")
+        sub.add_argument("containers", nargs="+", metavar="CONTAINER")
+    kill = command("kill", "cli_containers:kill_command", "Send a signal to running containers")
+    kill.add_argument("-s", "--signal", help="signal to send (default KILL)")
+    kill.add_argument("containers", nargs="+", metavar="CONTAINER")
+    wait = command("wait", "cli_containers:wait_command", "Wait for containers to stop; print their exit codes")
+    wait.add_argument("containers", nargs="+", metavar="CONTAINER")
+    rm = command("rm", "cli_containers:rm_command", "Remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("containers", nargs="+", metavar="CONTAINER")
+    ps = command("ps", "cli_containers:ps_command", "List containers")
+    ps.add_argument("-a", "--all", action="store_true", help="all containers, not only running ones")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print only container IDs")
+    ps.add_argument("-n", "--last", type=int, metavar="N", help="the N most recently created")
+    ps.add_argument("--no-trunc", action="store_true", help="do not truncate")
+    ps.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE", help="status=, name=, id=, label=, exited=, ancestor=")
+    logs = command("logs", "cli_containers:logs_command", "Show a container's output")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    logs.add_argument("-n", "--tail", default="all", metavar="N", help="only the last N lines")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with a timestamp")
+    logs.add_argument("container", metavar="CONTAINER")
+    exec_ = command("exec", "cli_containers:exec_command", "Run a command in a running container")
+    exec_.add_argument("-i", "--interactive", action="store_true")
+    exec_.add_argument("-t", "--tty", action="store_true")
+    exec_.add_argument("-d", "--detach", action="store_true")
+    exec_.add_argument("-u", "--user", metavar="USER[:GROUP]")
+    exec_.add_argument("-w", "--workdir", metavar="DIR")
+    exec_.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
+    exec_.add_argument("--env-file", action="append", metavar="FILE")
+    exec_.add_argument("container", metavar="CONTAINER")
+    exec_.add_argument("command_name", metavar="COMMAND")
+    exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="ARG")
+    attach = command("attach", "cli_containers:attach_command", "Attach to a running container's streams")
+    attach.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    attach.add_argument("container", metavar="CONTAINER")
+    commit = command("commit", "cli_containers:commit_command", "Save a container's changes as a new image")
+    commit.add_argument("-a", "--author", help="author, e.g. 'Jane <jane@example.com>'")
+    commit.add_argument("-m", "--message", help="commit message")
+    commit.add_argument("-c", "--change", action="append", metavar="INSTRUCTION", help="apply a Dockerfile instruction")
+    commit.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True, help="pause while committing")
+    commit.add_argument("container", metavar="CONTAINER")
+    commit.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    import_ = command("import", "cli_engine_images:import_command", "Create an image from a root filesystem tar")
+    import_.add_argument("-m", "--message", help="commit message")
+    import_.add_argument("-c", "--change", action="append", metavar="INSTRUCTION")
+    import_.add_argument("file", metavar="FILE|-")
+    import_.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
 
 
 def _version() -> str:
@@ -153,8 +252,12 @@ def _handler(spec: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ctx = Context(args)
+    handler = args.daemon_handler if ctx.uses_daemon and args.daemon_handler else args.handler
+    if not ctx.uses_daemon and args.daemon_handler == args.handler:
+        ctx.error(f"{args.command} needs the daemon: drop --store")
+        return 2
     try:
-        return _handler(args.handler)(ctx)
+        return _handler(handler)(ctx)
     except UsageError as error:
         ctx.error(error)
         return 2

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .errors import ClientError
 
 if TYPE_CHECKING:
+    from .daemon import DaemonClient
     from .reference import ImageReference
     from .store import ImageStore
     from .transport import ClientSettings
@@ -48,6 +49,7 @@ class Context:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     err: IO[str] = field(default_factory=lambda: sys.stderr)
     _store: Any = None
+    _daemon: Any = None
 
     @property
     def store_root(self) -> Path:
@@ -64,6 +66,47 @@ class Context:
 
             self._store = ImageStore(self.store_root)
         return self._store
+
+    @property
+    def uses_daemon(self) -> bool:
+        """Commands talk to the daemon unless `--store DIR` asks for a store directly."""
+        return getattr(self.args, "store", None) is None
+
+    @property
+    def daemon_host(self) -> str:
+        import os
+
+        from .daemon import DEFAULT_HOST
+
+        return getattr(self.args, "host", None) or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST
+
+    def daemon(self) -> DaemonClient:
+        if self._daemon is None:
+            from .daemon import DaemonClient
+
+            self._daemon = DaemonClient(self.daemon_host)
+        return self._daemon
+
+    def daemon_image_name(self, text: str) -> str:
+        return str(self.reference(text))
+
+    def registry_auth(self, image: str) -> dict[str, str] | None:
+        """The saved credentials of `image`'s registry, for the daemon's X-Registry-Auth."""
+        from .credentials import load_credentials
+
+        reference = self.reference(image)
+        config = getattr(self.args, "config", None)
+        credentials = load_credentials(reference.registry, Path(config) if config is not None else None)
+        if credentials is None:
+            return None
+        found = {"serveraddress": reference.registry}
+        if credentials.username:
+            found["username"] = credentials.username
+        if credentials.password is not None:
+            found["password"] = credentials.password
+        if credentials.identity_token:
+            found["identitytoken"] = credentials.identity_token
+        return found
 
     def settings(self) -> ClientSettings:
         from .transport import ClientSettings

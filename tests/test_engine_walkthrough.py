@@ -104,3 +104,54 @@ def test_seed_walkthrough_with_docker_py(world: tuple[Daemon, str]) -> None:
         container.remove()
     finally:
         client.close()
+
+
+def test_seed_walkthrough_with_dockyard(world: tuple[Daemon, str]) -> None:
+    import sys
+
+    daemon, reference = world
+    dockyard = [sys.executable, "-m", "client.cli"]
+    assert daemon.dockyard("pull", reference).returncode == 0
+    assert daemon.dockyard("tag", reference, "dy-ubuntu:14.04").returncode == 0
+    base_layers = layers(daemon, "dy-ubuntu:14.04")
+
+    session = Pty([*dockyard, "run", "-i", "-t", "--name", "dy_commit_test", "dy-ubuntu:14.04"], daemon.env)
+    session.expect(b"# ")
+    session.type("echo test_first!! >> first; stty size\r")
+    session.expect(b"24 80\r\n")
+    session.type("exit\r")
+    assert session.wait() == 0
+
+    first_id = daemon.dockyard("commit", "-a", "author", "-m", "commit_message", "dy_commit_test", "dy_commit_test:first")
+    assert first_id.returncode == 0 and first_id.stdout.startswith("sha256:")
+    first_layers = layers(daemon, "dy_commit_test:first")
+    assert first_layers[:3] == base_layers and len(first_layers) == 4
+    second = daemon.dockyard("run", "--name", "dy_commit_test2", "dy_commit_test:first", "sh", "-c", "echo test_second > second")
+    assert second.returncode == 0, second.stderr
+    assert daemon.dockyard("commit", "dy_commit_test2", "dy_commit_test:second").returncode == 0
+    assert layers(daemon, "dy_commit_test:second")[:4] == first_layers
+
+    inspected = json.loads(daemon.dockyard("inspect", "dy_commit_test:first").stdout)[0]
+    assert inspected["Author"] == "author" and inspected["RootFS"]["Layers"] == first_layers
+    refused = daemon.dockyard("rmi", "dy_commit_test:first")
+    assert refused.returncode == 1 and "is using its referenced image" in refused.stderr
+    assert daemon.dockyard("rm", "dy_commit_test2").stdout == "dy_commit_test2\n"
+    removed = daemon.dockyard("rmi", "dy_commit_test:first")
+    assert removed.returncode == 0 and removed.stdout == "Untagged: dy_commit_test:first\n"
+    shown = daemon.dockyard("run", "--rm", "dy_commit_test:second", "cat", "first", "second")
+    assert shown.returncode == 0 and shown.stdout == "test_first!!\ntest_second\n"
+    listed = daemon.dockyard("ps", "-a").stdout.splitlines()
+    assert listed[0].split()[:3] == ["CONTAINER", "ID", "IMAGE"] and any("dy_commit_test" in line for line in listed[1:])
+    assert daemon.dockyard("rm", "dy_commit_test").returncode == 0
+
+
+def test_dockyard_without_a_daemon_names_the_socket(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nobody-listens.sock"
+    result = subprocess.run(
+        [sys.executable, "-m", "client.cli", "-H", f"unix://{missing}", "ps"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"Error: Cannot connect to the Dockyard daemon at unix://{missing}. Is dockyardd running? (No such file or directory)\n"
