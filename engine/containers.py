@@ -214,9 +214,7 @@ class Containers:
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidParameter("no image specified: the config needs Image")
         host_config = dict(body.get("HostConfig") or {})
-        network = host_config.get("NetworkMode") or "default"
-        if network not in NETWORK_MODES:
-            raise NotFoundNetwork(network)
+        network = host_config.get("NetworkMode") or "default"  # checked at start, as dockerd does
         binds = [Bind.parse(text) for text in host_config.get("Binds") or []]
         image = await self.images.resolve(image_ref)
         image_config = await asyncio.to_thread(self.images.store.config, image)
@@ -300,6 +298,8 @@ class Containers:
                 raise Conflict(f"container {record.Id} is marked for removal and cannot be started")
             files = self.files(record)
             try:
+                if record.HostConfig.get("NetworkMode") not in NETWORK_MODES:
+                    raise NotFoundNetwork(record.HostConfig.get("NetworkMode") or "")
                 await self._mount(record, files)
                 spec = await asyncio.to_thread(self._runtime_spec, record, files)
                 files.bundle.mkdir(exist_ok=True)
