@@ -19,6 +19,7 @@ from .cli_context import Context, UsageError
 from .cli_output import ago, ellipsis, table
 from .cli_streams import relay, terminal_size
 from .daemon import DaemonError
+from .daemon.api import start_error_exit_code
 
 COMMAND_WIDTH = 20
 
@@ -82,14 +83,6 @@ def create_body(args: Any) -> dict[str, Any]:
     return body
 
 
-def _daemon_exit_code(message: str) -> int:
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message or "is a directory" in message:
-        return 126
-    return 125
-
-
 def _pull_for_run(ctx: Context, image: str) -> None:
     print(f"Unable to find image '{image}' locally", file=ctx.err, flush=True)
     from .cli_engine_images import print_progress
@@ -128,7 +121,7 @@ def run_command(ctx: Context) -> int:
         if sock is not None:
             sock.close()
         ctx.error(error.message)
-        return _daemon_exit_code(error.message)
+        return start_error_exit_code(error.message)
     if args.detach:
         ctx.print(container_id)
         return 0

@@ -10,6 +10,7 @@ parent's format (OCI or Docker schema 2) and its layer descriptors byte for byte
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -91,28 +92,48 @@ def commit_container(
     comment: str = "",
     changes: list[str] | None = None,
     run_config: dict[str, Any] | None = None,
+    image_config: dict[str, Any] | None = None,
+    container_config: dict[str, Any] | None = None,
+    created_by: str | None = None,
 ) -> ImageRecord:
-    """The container's changes as a new image (synchronous: call it in a worker thread)."""
-    layer, diff_id = store_gzip_layer(store, lambda out: write_layer(files.upper, out))
-    new_config = {key: container.Config.get(key) for key in RUN_CONFIG_KEYS if key in container.Config}
-    if run_config:
-        new_config.update(run_config)
-    for change in changes or []:
-        new_config = apply_change(new_config, change)
+    """The container's changes as a new image (synchronous: call it in a worker thread).
+
+    The run config is the container's, updated by `run_config` and `changes`, unless
+    `image_config` gives it whole (a build step's). A container that changed nothing adds no
+    layer: its history entry is an `empty_layer`, as Docker records it.
+    """
+    changed = any(os.scandir(files.upper))
+    layers: list[dict[str, Any]] = []
+    diff_ids: list[str] = []
+    if changed:
+        layer, diff_id = store_gzip_layer(store, lambda out: write_layer(files.upper, out))
+        layers, diff_ids = [layer], [diff_id]
+    if image_config is not None:
+        new_config = dict(image_config)
+    else:
+        new_config = {key: container.Config.get(key) for key in RUN_CONFIG_KEYS if key in container.Config}
+        if run_config:
+            new_config.update(run_config)
+        for change in changes or []:
+            new_config = apply_change(new_config, change)
     parent_config = store.config(parent)
-    created = now_rfc3339()
-    entry: dict[str, Any] = {"created": created, "created_by": " ".join([container.Path, *container.Args]).strip()}
+    entry: dict[str, Any] = {
+        "created": now_rfc3339(),
+        "created_by": created_by if created_by is not None else " ".join([container.Path, *container.Args]).strip(),
+    }
     if author:
         entry["author"] = author
     if comment:
         entry["comment"] = comment
-    extra: dict[str, Any] = {"container": container.Id, "container_config": container.Config}
-    extra["author"] = author
+    if not changed:
+        entry["empty_layer"] = True
+    extra: dict[str, Any] = {"container": container.Id, "container_config": container_config or container.Config}
+    extra["author"] = author or parent_config.get("author") or ""
     if comment:
         extra["comment"] = comment
     else:
         parent_config.pop("comment", None)
     return write_image(
-        store, name, base_config=parent_config, run_config=new_config, layers=[layer], diff_ids=[diff_id],
+        store, name, base_config=parent_config, run_config=new_config, layers=layers, diff_ids=diff_ids,
         history=[entry], extra=extra, parent=parent,
     )  # fmt: skip

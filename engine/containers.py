@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from . import rootfs, shimclient
+from client.daemon.api import start_error_exit_code as exit_code_for
+
 from .errors import Conflict, EngineError, InvalidParameter, NoSuchContainer, NoSuchExec, NotModified, RuntimeFailure
 from .images import ImageService
 from .logs import read_records, select
@@ -76,7 +78,6 @@ class Live:
     exit_waiters: list[asyncio.Future[int]] = field(default_factory=list)
     removed_waiters: list[asyncio.Future[int]] = field(default_factory=list)
     monitor: asyncio.Task[None] | None = None
-    stopping: bool = False
 
 
 @dataclass
@@ -114,15 +115,6 @@ class Exec:
 
 def _now() -> str:
     return now_text()
-
-
-def exit_code_for(message: str) -> int:
-    """The exit status Docker gives a process that could not be started."""
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message or "is a directory" in message:
-        return 126
-    return 125
 
 
 class Containers:
@@ -191,7 +183,7 @@ class Containers:
         exited = shimclient.read_exit(run_dir) if run_dir else None
         if exited is None and run_dir is not None:
             try:
-                await asyncio.wait_for(shimclient.request(run_dir, "resize", h=0, w=0), 5)
+                await asyncio.wait_for(shimclient.request(run_dir, "state"), 5)
             except (OSError, asyncio.TimeoutError, ValueError):
                 pass
             else:
@@ -342,7 +334,6 @@ class Containers:
                 )  # fmt: skip
                 self._save(record)
                 await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
-                live.stopping = False
                 live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
                 log.info("started container %s", record.short_id)
                 return
@@ -374,6 +365,21 @@ class Containers:
         links = await asyncio.to_thread(rootfs.ensure_links, self.data_root, image_dirs[::-1])
         await asyncio.to_thread(rootfs.prepare_layers, files)
         await asyncio.to_thread(rootfs.mount, self.data_root, files, links)
+
+    async def mount_rootfs(self, ref: str) -> Path:
+        """Mount a container's root filesystem without running it (the builder copies into it)."""
+        live = self.get(ref)
+        async with live.lock:
+            if live.record.State.Running:
+                raise Conflict(f"container {live.record.Id} is running")
+            files = self.files(live.record)
+            await self._mount(live.record, files)
+            return files.merged
+
+    async def unmount_rootfs(self, ref: str) -> None:
+        live = self.get(ref)
+        async with live.lock:
+            await asyncio.to_thread(self._unmount, live.record)
 
     def _snapshot_dirs(self, record: Container) -> list[tuple[str, Path]]:
         store = self.images.store
@@ -513,7 +519,6 @@ class Containers:
             timeout = record.Config.get("StopTimeout")
             timeout = self.stop_timeout if timeout is None else int(timeout)
         stop_signal = parse_signal(signal or record.Config.get("StopSignal") or "SIGTERM", signals.SIGTERM)
-        live.stopping = True
         exited = asyncio.get_running_loop().create_future()
         live.exit_waiters.append(exited)
         if record.State.Paused:
@@ -621,11 +626,6 @@ class Containers:
             connection = None
         if not attachment.connected.done():
             attachment.connected.set_result(connection)
-
-    def detach_pending(self, ref: str, attachment_future: asyncio.Future[Any]) -> None:
-        with contextlib.suppress(EngineError):
-            live = self.get(ref)
-            live.pending = [a for a in live.pending if a.connected is not attachment_future]
 
     async def logs(
         self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: int | None, since: float = 0, until: float = 0
@@ -875,34 +875,22 @@ def network_settings(record: Container) -> dict[str, Any]:
 
 def status_text(record: Container, now: datetime | None = None) -> str:
     """`ps`'s STATUS column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created"."""
-    from client.cli_output import human_duration
+    from client.cli_output import human_duration, parse_time
 
     now = now or datetime.now(timezone.utc)
     state = record.State
     if state.Running:
-        started = _parse_time(state.StartedAt)
+        started = parse_time(state.StartedAt)
         text = "Up " + (human_duration((now - started).total_seconds()) if started else "Less than a second")
         return text + " (Paused)" if state.Paused else text
     if state.Status == "created":
         return "Created"
     if state.Status == "removing":
         return "Removal In Progress"
-    finished = _parse_time(state.FinishedAt)
+    finished = parse_time(state.FinishedAt)
     if finished is None or state.FinishedAt == ZERO_TIME:
         return f"Exited ({state.ExitCode})"
     return f"Exited ({state.ExitCode}) {human_duration((now - finished).total_seconds())} ago"
-
-
-def _parse_time(text: str) -> datetime | None:
-    if not text or text.startswith("0001-"):
-        return None
-    import re
-
-    cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    try:
-        return datetime.fromisoformat(cleaned)
-    except ValueError:
-        return None
 
 
 def _matches(record: Container, filters: dict[str, list[str]]) -> bool:

@@ -261,15 +261,10 @@ def _name_matches(name: str, wanted: str, service: ImageService) -> bool:
 
 
 def _unix(text: str | None) -> int:
-    if not text:
-        return 0
-    import re
+    from client.cli_output import parse_time
 
-    cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    try:
-        return int(datetime.fromisoformat(cleaned).timestamp())
-    except ValueError:
-        return 0
+    parsed = parse_time(text)
+    return int(parsed.timestamp()) if parsed is not None and parsed.year > 1 else 0
 
 
 def _now() -> str:

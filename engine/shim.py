@@ -23,7 +23,7 @@ Life of a shim:
 Socket protocol: a client sends one JSON line and then, per `op`:
 - `attach` {"stdin", "stdout", "stderr"}: frames from the shim; raw stdin bytes to it. The shim
   closes the connection after the process exited and its output is drained.
-- `start`, `resize` {"h", "w"}, `wait`: one JSON line back.
+- `start`, `state`, `resize` {"h", "w"}, `wait`: one JSON line back.
 
 The shim imports nothing of the daemon's and never touches the image store.
 """
@@ -358,6 +358,8 @@ class Shim:
                     await self._answer(writer, await waiter)
                 else:
                     await self._answer(writer, self.exit)
+            elif op == "state":
+                await self._answer(writer, {"pid": self.pid, "started": self.started.is_set(), "exit": self.exit})
             elif op == "resize":
                 try:
                     self.resize(int(request["h"]), int(request["w"]))

@@ -42,6 +42,16 @@ def demux(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
             buffer = buffer[FRAME.size + length :]
 
 
+def start_error_exit_code(message: str) -> int:
+    """The exit status docker gives a container whose process could not be started: 127 for a
+    command not found, 126 for one that cannot be executed, 125 for any other daemon error."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
 class SystemApi:
     transport: UnixTransport
 

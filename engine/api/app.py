@@ -112,7 +112,7 @@ def filters(request: web.Request) -> dict[str, list[str]]:
 
 
 def make_app(engine: Any) -> web.Application:
-    from . import containers, images, system
+    from . import build, containers, images, system
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     app[ENGINE] = engine
@@ -121,4 +121,5 @@ def make_app(engine: Any) -> web.Application:
     system.routes(router)
     containers.routes(router)
     images.routes(router)
+    build.routes(router)
     return app

@@ -64,13 +64,10 @@ async def list_containers(request: web.Request) -> web.Response:
 
 
 def _timestamp(text: str) -> float:
-    import re
+    from client.cli_output import parse_time
 
-    cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    try:
-        return datetime.fromisoformat(cleaned).timestamp()
-    except ValueError:
-        return time.time()
+    parsed = parse_time(text)
+    return parsed.timestamp() if parsed is not None else time.time()
 
 
 async def inspect(request: web.Request) -> web.Response:
