@@ -5,7 +5,8 @@
 Commands talk to the Dockyard daemon (`dockyardd`) at `-H/--host`, `$DOCKYARD_HOST` or
 unix:///run/dockyard.sock, as docker's CLI talks to dockerd: containers (run, create, start,
 stop, kill, restart, wait, rm, ps, logs, exec, attach, commit: cli_containers.py) and images
-(pull, push, images, tag, rmi, inspect, history, save, load, import: cli_engine_images.py).
+(pull, push, images, tag, rmi, inspect, history, save, load, import: cli_engine_images.py), and
+build (cli_build.py).
 With `--store DIR` the image commands work on that store directly, with no daemon
 (cli_images.py, cli_registry.py), for scripts. login, logout and search never need the daemon.
 `--store`, `--host`, `--config` and `--insecure-registry` are accepted before the command or after it.
@@ -225,6 +226,19 @@ def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None
     commit.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True, help="pause while committing")
     commit.add_argument("container", metavar="CONTAINER")
     commit.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    build = command("build", "cli_build:build_command", "Build an image from a Dockerfile")
+    build.add_argument("-t", "--tag", action="append", metavar="NAME[:TAG]", help="name the image (repeatable)")
+    build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default PATH/Dockerfile; - for stdin)")
+    build.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="set a build-time variable")
+    build.add_argument("--label", action="append", metavar="KEY=VALUE", help="set a label on the image")
+    build.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    build.add_argument("--pull", action="store_true", help="always pull the base images")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    build.add_argument("--target", metavar="STAGE", help="build this stage of a multi-stage Dockerfile")
+    build.add_argument("--iidfile", metavar="FILE", help="write the image ID to FILE")
+    build.add_argument("--rm", action=argparse.BooleanOptionalAction, default=True, help="remove intermediate containers after a successful build")
+    build.add_argument("--force-rm", action="store_true", help="always remove intermediate containers")
+    build.add_argument("path", metavar="PATH|-")
     import_ = command("import", "cli_engine_images:import_command", "Create an image from a root filesystem tar")
     import_.add_argument("-m", "--message", help="commit message")
     import_.add_argument("-c", "--change", action="append", metavar="INSTRUCTION")

@@ -185,6 +185,34 @@ class ImageApi:
         response = self.transport.request("POST", "/images/load", data=data, headers={"Content-Type": "application/x-tar"})
         return _raise_stream_errors(response.json_lines())
 
+    def build(
+        self,
+        context: IO[bytes],
+        *,
+        dockerfile: str = "Dockerfile",
+        tags: list[str] | None = None,
+        build_args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        no_cache: bool = False,
+        pull: bool = False,
+        quiet: bool = False,
+        remove: bool = True,
+        force_remove: bool = False,
+        target: str | None = None,
+        registry_config: dict[str, dict[str, str]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """`POST /build` with a context tar: the raw messages (`stream`, `aux`, `error` with
+        `errorDetail.code`), for the caller to show and to decide its exit status from."""
+        params: dict[str, Any] = {
+            "dockerfile": dockerfile, "t": tags or None, "nocache": no_cache, "pull": pull, "q": quiet, "rm": remove,
+            "forcerm": force_remove, "target": target, "version": "1",
+            "buildargs": json.dumps(build_args) if build_args else None, "labels": json.dumps(labels) if labels else None,
+        }  # fmt: skip
+        headers = {"Content-Type": "application/x-tar"}
+        if registry_config:
+            headers["X-Registry-Config"] = base64.urlsafe_b64encode(json.dumps(registry_config).encode()).decode()
+        return self.transport.request("POST", "/build", params=params, data=context, headers=headers).json_lines()
+
     def search(self, term: str, limit: int = 25) -> list[dict[str, Any]]:
         return self.transport.request("GET", "/images/search", params={"term": term, "limit": limit}).json()
 

@@ -150,6 +150,7 @@ class Builder:
         self.containers = engine.containers
         self.context = context
         self.options = options
+        self.output = emit
         self.emit = (lambda text: None) if options.quiet else emit
         self.aux = aux
         self.escape = "\\"
@@ -194,6 +195,8 @@ class Builder:
         for tag in self.options.tags:
             await self.engine.images.tag(final.manifest_digest, tag, None)
         self.aux(final.id)
+        if self.options.quiet:
+            self.output(f"{final.id}\n")  # all that `-q` prints, as dockerd sends it
         self.emit(f"Successfully built {final.short_id}\n")
         for tag in self.options.tags:
             self.emit(f"Successfully tagged {self.engine.images.reference(tag).familiar()}\n")
