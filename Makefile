@@ -9,7 +9,10 @@ DATA ?= ./data
 APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc chromium docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench apt-packages clean
+DAEMON_HOST ?= unix:///run/dockyard.sock
+DAEMON_DATA ?= /var/lib/dockyard
+
+.PHONY: run daemon test bench apt-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -26,6 +29,10 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.runtime
 	$(BIN)/dockyard-registry serve --listen $(LISTEN) --storage-root $(DATA)
+
+daemon: $(VENV)/.runtime
+	@command -v runc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq runc; }
+	$(SUDO) $(BIN)/dockyardd --host $(DAEMON_HOST) --data-root $(DAEMON_DATA)
 
 apt-packages:
 	@missing=$$(for package in $(APT_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || echo $$package; done); \
