@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from ocispec.settings_files import ConfigError, merge, one_line, read_yaml
+from ocispec.settings_files import ConfigError, FlagsOverEnvironment, merge, one_line, read_yaml
 
 __all__ = ["ConfigError", "EngineSettings", "load_settings"]
 
 DEFAULT_HOST = "unix:///run/dockyard.sock"
 
 
-class EngineSettings(BaseSettings):
+class EngineSettings(FlagsOverEnvironment):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="ignore")
 
     host: str = Field(default=DEFAULT_HOST, description="unix:///PATH of the API socket")
@@ -46,17 +46,6 @@ class EngineSettings(BaseSettings):
     @property
     def socket_path(self) -> Path:
         return Path(self.host[len("unix://") :])
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
 
 
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> EngineSettings:

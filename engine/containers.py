@@ -298,8 +298,9 @@ class Containers:
                 (files.bundle / "config.json").write_text(json.dumps(spec.to_oci(), indent=1))
                 record.runs += 1
                 run_dir = files.run(record.runs)
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)
+                if run_dir.parent.is_dir():  # earlier runs' shims are gone: keep only this one
+                    for old in run_dir.parent.iterdir():
+                        shutil.rmtree(old, ignore_errors=True)
                 record.run_dir = str(run_dir)
                 await self.runc.delete(record.Id)  # a leftover of a run the daemon never saw end
                 shim_spec = ShimSpec(

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 
 class ConfigError(Exception):
@@ -44,3 +45,19 @@ def one_line(error: ValidationError) -> str:
     location = ".".join(str(part) for part in first["loc"])
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"invalid setting {location}: {first['msg']}{more}"
+
+
+class FlagsOverEnvironment(BaseSettings):
+    """Settings read from flags (init arguments) over `DOCKYARD_*` variables; the YAML file is
+    merged beneath both by each process's `load_settings`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)

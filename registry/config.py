@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from ocispec.settings_files import ConfigError, merge, one_line, read_yaml
+from ocispec.settings_files import ConfigError, FlagsOverEnvironment, merge, one_line, read_yaml
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -88,7 +88,7 @@ class WebhookSettings(BaseModel):
     )
 
 
-class Settings(BaseSettings):
+class Settings(FlagsOverEnvironment):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
     http: HttpSettings = HttpSettings()
@@ -98,18 +98,6 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Flags (init) win over the environment; the YAML file is merged in `load_settings`.
-        return (init_settings, env_settings)
 
 
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:

@@ -11,6 +11,7 @@ daemon; processes it started are ended by PID only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -21,8 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.conftest import RegistryProcess, start_registry, stop_process
 
 from tests.images import BUSYBOX, GROUP, Image, LayerBuilder, app_layer, host_architecture, image_config, update_layer, write_layout
 
@@ -76,6 +80,8 @@ class Daemon:
     log: Path
     config_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    daemon_env: dict[str, str] = field(default_factory=dict)
+    """The daemon's own extra environment (settings), kept across restarts."""
 
     @property
     def host(self) -> str:
@@ -125,11 +131,11 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(30)
-        self.process = _spawn(self.root, self.socket, self.log)
+        self.process = _spawn(self.root, self.socket, self.log, self.daemon_env)
 
     def stop(self) -> None:
         if self.process.poll() is not None:
-            self.process = _spawn(self.root, self.socket, self.log)
+            self.process = _spawn(self.root, self.socket, self.log, self.daemon_env)
         ids = self.docker("ps", "-aq").stdout.split()
         if ids:
             self.docker("rm", "-f", *ids, timeout=120)
@@ -167,11 +173,11 @@ def _shims_under(root: Path) -> list[int]:
     return found
 
 
-def _spawn(root: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(root: Path, sock: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "engine.daemon", "--host", f"unix://{sock}", "--data-root", str(root), "--log-level", "debug"],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -187,7 +193,26 @@ def _spawn(root: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
     raise TimeoutError("dockyardd did not listen in 30 s")
 
 
-def start_daemon(workdir: Path) -> Daemon:
+@contextlib.contextmanager
+def engine_world(workdir: Path, tag: str | None = None) -> Iterator[tuple[Daemon, RegistryProcess, str]]:
+    """A registry process holding the busybox image, and a daemon; with `tag`, the daemon has
+    pulled the image and named it so. Both are stopped (and checked for leftovers) after."""
+    registry = start_registry(workdir / "registry")
+    try:
+        daemon = start_daemon(workdir)
+        try:
+            reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
+            if tag:
+                daemon.docker("pull", reference, check=True)
+                daemon.docker("tag", reference, tag, check=True)
+            yield daemon, registry, reference
+        finally:
+            daemon.stop()
+    finally:
+        stop_process(registry.process)
+
+
+def start_daemon(workdir: Path, env: dict[str, str] | None = None) -> Daemon:
     if os.geteuid() != 0:
         raise RuntimeError("the engine tests run containers: run them as root")
     if shutil.which("runc") is None or shutil.which("docker") is None:
@@ -200,7 +225,7 @@ def start_daemon(workdir: Path) -> Daemon:
     config_dir.mkdir(exist_ok=True)
     log = workdir / "dockyardd.log"
     sock = short / "d.sock"
-    return Daemon(root, sock, _spawn(root, sock, log), log, config_dir)
+    return Daemon(root, sock, _spawn(root, sock, log, env), log, config_dir, daemon_env=dict(env or {}))
 
 
 class Pty:

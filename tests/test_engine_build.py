@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_registry, stop_process
-from tests.engine import Daemon, push_busybox, start_daemon
+from tests.engine import Daemon, engine_world
 
 BASE = "busybox:build"
 
@@ -27,17 +26,8 @@ RUN cat /app/app.txt /built.txt > /app/both.txt
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    workdir = tmp_path_factory.mktemp("engine-build")
-    registry = start_registry(workdir / "registry")
-    running = start_daemon(workdir)
-    try:
-        reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
-        running.docker("pull", reference, check=True)
-        running.docker("tag", reference, BASE, check=True)
-        yield running
-    finally:
-        running.stop()
-        stop_process(registry.process)
+    with engine_world(tmp_path_factory.mktemp("engine-build"), BASE) as (daemon, _, _):
+        yield daemon
 
 
 def context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:

@@ -16,25 +16,16 @@ from pathlib import Path
 import pytest
 
 from client.store import ImageStore
-from tests.conftest import RegistryProcess, start_registry, stop_process
-from tests.engine import Daemon, Pty, push_busybox, start_daemon
+from tests.conftest import RegistryProcess
+from tests.engine import Daemon, Pty, engine_world
 
 IMAGE = "busybox:images"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, RegistryProcess, str]]:
-    workdir = tmp_path_factory.mktemp("engine-images")
-    registry = start_registry(workdir / "registry")
-    daemon = start_daemon(workdir)
-    try:
-        reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
-        daemon.docker("pull", reference, check=True)
-        daemon.docker("tag", reference, IMAGE, check=True)
-        yield daemon, registry, reference
-    finally:
-        daemon.stop()
-        stop_process(registry.process)
+    with engine_world(tmp_path_factory.mktemp("engine-images"), IMAGE) as world:
+        yield world
 
 
 def top_layer_members(daemon: Daemon, image: str) -> dict[str, tarfile.TarInfo]:

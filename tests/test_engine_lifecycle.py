@@ -10,25 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_registry, stop_process
-from tests.engine import Daemon, Pty, push_busybox, start_daemon
+from tests.engine import Daemon, Pty, engine_world, start_daemon
 
 IMAGE = "busybox:engine"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    workdir = tmp_path_factory.mktemp("engine-lifecycle")
-    registry = start_registry(workdir / "registry")
-    running = start_daemon(workdir)
-    try:
-        reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
-        running.docker("pull", reference, check=True)
-        running.docker("tag", reference, IMAGE, check=True)
-        yield running
-    finally:
-        running.stop()
-        stop_process(registry.process)
+    with engine_world(tmp_path_factory.mktemp("engine-lifecycle"), IMAGE) as (daemon, _, _):
+        yield daemon
 
 
 def state(daemon: Daemon, name: str) -> dict:
@@ -233,3 +223,26 @@ def test_second_daemon_on_the_same_data_root_is_refused(daemon: Daemon) -> None:
     assert f"is using the data root {daemon.root}" in result.stderr
     bad = subprocess.run([sys.executable, "-m", "engine.daemon", "--host", "tcp://0.0.0.0:1"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "host must be unix:///PATH" in bad.stderr
+
+
+def test_sigterm_with_on_shutdown_stop_stops_containers_and_the_socket_is_0660(daemon: Daemon, tmp_path: Path) -> None:
+    import stat
+
+    other = start_daemon(tmp_path, env={"DOCKYARD_ON_SHUTDOWN": "stop", "DOCKYARD_STOP_TIMEOUT": "1"})
+    try:
+        assert stat.S_IMODE(other.socket.stat().st_mode) == 0o660
+        archive = tmp_path / "image.tar"
+        daemon.docker("save", "-o", str(archive), IMAGE, check=True)
+        other.docker("load", "-i", str(archive), check=True)
+        other.docker("run", "-d", "--name", "stopped-by-sigterm", IMAGE, "sleep", "1000", check=True)
+        shims = other.shim_pids()
+        assert shims
+        other.process.terminate()
+        assert other.process.wait(30) == 0
+        for pid in shims:  # the container (and its shim) ended with the daemon
+            wait_until(lambda: not Path(f"/proc/{pid}").exists())
+        other.restart()
+        stopped = state(other, "stopped-by-sigterm")
+        assert stopped["Status"] == "exited" and stopped["ExitCode"] == 137
+    finally:
+        other.stop()

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_registry, stop_process
-from tests.engine import Daemon, Pty, push_busybox, start_daemon
+from tests.engine import Daemon, Pty, engine_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
-    workdir = tmp_path_factory.mktemp("engine-walkthrough")
-    registry = start_registry(workdir / "registry")
-    daemon = start_daemon(workdir)
-    try:
-        reference = push_busybox(f"127.0.0.1:{registry.port}", "base/busybox", workdir)
+    with engine_world(tmp_path_factory.mktemp("engine-walkthrough")) as (daemon, _, reference):
         yield daemon, reference
-    finally:
-        daemon.stop()
-        stop_process(registry.process)
 
 
 def layers(daemon: Daemon, image: str) -> list[str]:

@@ -103,6 +103,8 @@ class State:
     cmd_set: bool = False
     meta: dict[str, str] = field(default_factory=dict)
     """The values of the ARGs before the first FROM (an `ARG NAME` in the stage takes one)."""
+    author: str | None = None
+    """MAINTAINER's, for the images from here on."""
 
     def env(self) -> dict[str, str]:
         """Variables for substitution: declared build args, then ENV (which wins)."""
@@ -355,31 +357,29 @@ class Builder:
         """An image with the new config and an `empty_layer` history entry (cached like Docker)."""
         probe = dict(state.config)
         probe["Cmd"] = ["/bin/sh", "-c", f"{NOP}{text}"]
-        cached = await self._cached(state, probe)
-        if cached is not None:
-            state.image = cached
-            self.emit(" ---> Using cache\n")
-            self._show_image(state)
+        if await self._use_cache(state, probe):
             return
         history = {"created": now_rfc3339(), "created_by": f"/bin/sh -c {NOP}{text}", "empty_layer": True}
-        author = state.config.pop("__author__", None)
-        parent = state.image
         extra: dict[str, Any] = {"container_config": probe}
-        if author is not None:
-            extra["author"] = author
+        if state.author is not None:
+            extra["author"] = state.author
+        parent = state.image
         base_config = await asyncio.to_thread(self.store.config, parent) if parent is not None else None
-        if parent is None:
-            # an image of no layer at all (FROM scratch, then only config)
-            state.image = await asyncio.to_thread(
-                write_image, self.store, None, base_config=None, run_config=dict(state.config), layers=[], diff_ids=[],
-                history=[history], extra=extra,
-            )  # fmt: skip
-        else:
-            state.image = await asyncio.to_thread(
-                write_image, self.store, None, base_config=base_config, run_config=dict(state.config), layers=[],
-                diff_ids=[], history=[history], extra=extra, parent=parent,
-            )  # fmt: skip
+        state.image = await asyncio.to_thread(
+            write_image, self.store, None, base_config=base_config, run_config=dict(state.config), layers=[],
+            diff_ids=[], history=[history], extra=extra, parent=parent,
+        )  # fmt: skip
         self._show_image(state)
+
+    async def _use_cache(self, state: State, probe: dict[str, Any]) -> bool:
+        """Move to the cached image of this step, if there is one."""
+        cached = await self._cached(state, probe)
+        if cached is None:
+            return False
+        state.image = cached
+        self.emit(" ---> Using cache\n")
+        self._show_image(state)
+        return True
 
     async def _cached(self, state: State, probe: dict[str, Any]) -> ImageRecord | None:
         if self.options.no_cache:
@@ -427,7 +427,7 @@ class Builder:
         await self._nop(state, f" LABEL {' '.join(shown)}")
 
     async def _do_maintainer(self, command: Any, state: State) -> None:
-        state.config["__author__"] = " ".join(command.value)
+        state.author = " ".join(command.value)
         await self._nop(state, f" MAINTAINER {' '.join(command.value)}")
 
     async def _do_expose(self, command: Any, state: State) -> None:
@@ -541,11 +541,7 @@ class Builder:
         saved = [f"|{len(args_env)}", *args_env, *argv] if args_env else argv
         probe = dict(state.config)
         probe["Cmd"] = saved
-        cached = await self._cached(state, probe)
-        if cached is not None:
-            state.image = cached
-            self.emit(" ---> Using cache\n")
-            self._show_image(state)
+        if await self._use_cache(state, probe):
             return
         body = {
             **{k: v for k, v in state.config.items() if k not in ("Cmd", "Entrypoint", "Healthcheck", "OnBuild")},
@@ -600,7 +596,7 @@ class Builder:
         image = await asyncio.to_thread(
             commit_container, self.store, record, self.containers.files(record), parent, None,
             image_config=image_config, container_config=probe, created_by=created_by,
-            author=(await asyncio.to_thread(self.store.config, parent)).get("author") or "",
+            author=state.author or (await asyncio.to_thread(self.store.config, parent)).get("author") or "",
         )  # fmt: skip
         state.image = image
         await self._cleanup(container_id, failed=False, announce=announce)
@@ -651,11 +647,7 @@ class Builder:
             text = f"{NOP}{instruction} {kind}:{digest} in {destination} "
             probe = dict(state.config)
             probe["Cmd"] = ["/bin/sh", "-c", text + (f"--chown={chown_spec} " if chown_spec else "")]
-            cached = await self._cached(state, probe)
-            if cached is not None:
-                state.image = cached
-                self.emit(" ---> Using cache\n")
-                self._show_image(state)
+            if await self._use_cache(state, probe):
                 return
             await self._in_container(state, probe, f"/bin/sh -c {text}", lambda root: self._place(
                 root, found, destination, chown_spec, chmod, add, instruction, command.start_line))
@@ -691,11 +683,7 @@ class Builder:
             return
         probe = dict(state.config)
         probe["Cmd"] = ["/bin/sh", "-c", f"{NOP}WORKDIR {workdir}"]
-        cached = await self._cached(state, probe)
-        if cached is not None:
-            state.image = cached
-            self.emit(" ---> Using cache\n")
-            self._show_image(state)
+        if await self._use_cache(state, probe):
             return
 
         def make(root: Path) -> None:
