@@ -286,3 +286,57 @@ class Pty:
                 return os.waitstatus_to_exitcode(status)
         os.kill(self.pid, signal.SIGKILL)
         raise AssertionError(f"the command did not end; output: {self.output[-2000:]!r}")
+
+
+@dataclass
+class ReferenceEngine:
+    """Debian's dockerd (Docker 20.10), the reference engine, in its own short-lived dirs."""
+
+    socket: Path
+    process: subprocess.Popen[bytes]
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false"}
+
+    def docker(self, *args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} (dockerd) exited {result.returncode}: {result.stderr}")
+        return result
+
+
+@contextlib.contextmanager
+def reference_engine(workdir: Path) -> Iterator[ReferenceEngine]:
+    if shutil.which("dockerd") is None:
+        raise RuntimeError("the reference engine tests need Debian's dockerd (apt-get install docker.io)")
+    short = Path(tempfile.mkdtemp(prefix="rd-"))
+    root = workdir / "dockerd"
+    root.mkdir(parents=True, exist_ok=True)
+    sock = short / "d.sock"
+    with open(workdir / "dockerd.log", "ab") as log:
+        process = subprocess.Popen(
+            ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(short / "exec"), "--pidfile", str(short / "pid"),
+             "-H", f"unix://{sock}", "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false",
+             "--ip-masq=false", "--userland-proxy=false"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    engine = ReferenceEngine(sock, process, root)
+    try:
+        deadline = time.monotonic() + 60
+        while engine.docker("version").returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not start: {(workdir / 'dockerd.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield engine
+    finally:
+        ids = engine.docker("ps", "-aq").stdout.split()
+        if ids:
+            engine.docker("rm", "-f", *ids)
+        process.terminate()  # dockerd stops the containerd it started
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
