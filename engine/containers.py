@@ -32,7 +32,7 @@ from typing import Any
 from . import rootfs, shimclient
 from client.daemon.api import start_error_exit_code as exit_code_for
 
-from .errors import Conflict, EngineError, InvalidParameter, NoSuchContainer, NoSuchExec, NotModified, RuntimeFailure
+from .errors import Conflict, EngineError, InvalidParameter, NoSuchContainer, NoSuchExec, NotFound, NotModified, RuntimeFailure
 from .images import ImageService
 from .logs import read_records, select
 from .names import new_id, random_name, validate_name
@@ -249,7 +249,10 @@ class Containers:
         files = self.files(record)
         try:
             files.dir.mkdir(parents=True)
-            await asyncio.to_thread(self.images.store.hold, container_id, image)
+            try:
+                await asyncio.to_thread(self.images.store.hold, container_id, image)
+            except LookupError:
+                raise NotFound(f"No such image: {image_ref}") from None
             await asyncio.to_thread(self.images.store.unpack, image)
             await asyncio.to_thread(rootfs.prepare_layers, files)
             self._write_etc_files(record, files)

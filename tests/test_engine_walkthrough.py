@@ -147,3 +147,36 @@ def test_dockyard_without_a_daemon_names_the_socket(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr == f"Error: Cannot connect to the Dockyard daemon at unix://{missing}. Is dockyardd running? (No such file or directory)\n"
+
+
+def test_dockyard_lifecycle_verbs(world: tuple[Daemon, str], tmp_path: Path) -> None:
+    daemon, reference = world
+    assert daemon.dockyard("pull", "-q", reference).returncode == 0
+    created = daemon.dockyard("create", "--name", "dy-life", "-e", "WHO=dockyard", reference, "sh", "-c",
+                              "trap 'echo bye; exit 0' TERM; echo hello $WHO; echo oops >&2; while true; do sleep 0.1; done")  # fmt: skip
+    assert created.returncode == 0 and len(created.stdout.strip()) == 64
+    assert daemon.dockyard("start", "dy-life").stdout == "dy-life\n"
+    assert daemon.dockyard("ps", "-q").stdout.split() == [created.stdout.strip()[:12]]
+    for _ in range(100):
+        logs = daemon.dockyard("logs", "dy-life")
+        if logs.stdout:
+            break
+    assert logs.stdout == "hello dockyard\n" and logs.stderr == "oops\n"
+    assert daemon.dockyard("exec", "dy-life", "sh", "-c", "exit 4").returncode == 4
+    piped = daemon.dockyard("exec", "-i", "dy-life", "cat", input=b"through exec\n")
+    assert piped.stdout == "through exec\n"
+    assert daemon.dockyard("stop", "-t", "5", "dy-life").stdout == "dy-life\n"
+    assert daemon.dockyard("wait", "dy-life").stdout == "0\n"
+    assert "bye" in daemon.dockyard("logs", "--tail", "1", "dy-life").stdout
+    assert daemon.dockyard("restart", "dy-life").returncode == 0
+    assert daemon.dockyard("kill", "-s", "KILL", "dy-life").returncode == 0
+    assert daemon.dockyard("wait", "dy-life").stdout == "137\n"
+    assert daemon.dockyard("kill", "dy-life").returncode == 1  # not running: an error line, status 1
+    assert daemon.dockyard("rm", "dy-life").returncode == 0
+
+    daemon.dockyard("run", "-d", "-i", "--name", "dy-attach", reference, "sh", "-c", "read line; echo got $line; exit 3")
+    attached = daemon.dockyard("attach", "dy-attach", input=b"hi\n")
+    assert attached.returncode == 3 and attached.stdout == "got hi\n"
+    assert daemon.dockyard("rm", "dy-attach").returncode == 0
+    unknown = daemon.dockyard("stop", "no-such-container")
+    assert unknown.returncode == 1 and unknown.stderr == "Error: No such container: no-such-container\n"
