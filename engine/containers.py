@@ -829,7 +829,7 @@ def _console_size(value: Any) -> tuple[int, int] | None:
 def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
     """The container's config: what the create request says, the image's config beneath it
     (Docker's `merge`: Env by key, Cmd only when no Entrypoint was given, Labels and ports
-    added)."""
+    added; an Entrypoint of `[""]` means none at all)."""
     keys = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
             "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
             "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell")  # fmt: skip
@@ -839,7 +839,11 @@ def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
         config[key] = bool(config.get(key))
     config["Env"] = merge_env(list(image.get("Env") or []), list(config.get("Env") or []))
-    if not config.get("Entrypoint"):
+    if config.get("Entrypoint") == [""]:  # `--entrypoint ""`: explicitly none, not the image's
+        config["Entrypoint"] = None
+        if not config.get("Cmd"):
+            config["Cmd"] = image.get("Cmd")
+    elif not config.get("Entrypoint"):
         if not config.get("Cmd"):
             config["Cmd"] = image.get("Cmd")
         if config.get("Entrypoint") is None:

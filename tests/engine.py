@@ -103,11 +103,14 @@ class Daemon:
         return result
 
     def dockyard(self, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`dockyard` against this daemon (stdin: `input`, bytes, e.g. a tar; else nothing)."""
         result = subprocess.run(
-            [sys.executable, "-m", "client.cli", *args], input=input.decode() if input is not None else None,
-            capture_output=True, text=True, env=self.env, timeout=timeout, stdin=subprocess.DEVNULL if input is None else None,
+            [sys.executable, "-m", "client.cli", *args], input=input, capture_output=True, env=self.env, timeout=timeout,
+            stdin=subprocess.DEVNULL if input is None else None,
         )  # fmt: skip
-        return result
+        return subprocess.CompletedProcess(
+            result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+        )
 
     def container_ids(self) -> list[str]:
         return [path.name for path in (self.root / "containers").iterdir() if path.is_dir()] if (self.root / "containers").is_dir() else []

@@ -229,3 +229,50 @@ def test_docker_py_and_dockyard_build_the_same_image(daemon: Daemon, tmp_path: P
     ).stdout
     failed = daemon.dockyard("build", "-f", "-", str(directory), input=f"FROM {BASE}\nRUN exit 9\n".encode())
     assert failed.returncode == 9 and "returned a non-zero code: 9" in failed.stderr
+
+
+def test_config_instructions_heredocs_onbuild_labels_and_iidfile(daemon: Daemon, tmp_path: Path) -> None:
+    parent = context(tmp_path, f"""\
+FROM {BASE}
+MAINTAINER Jane Doe <jane@example.com>
+SHELL ["/bin/sh", "-c"]
+RUN <<EOT
+echo from a heredoc > /heredoc.txt
+EOT
+ENTRYPOINT ["sh", "-c"]
+CMD ["cat /heredoc.txt"]
+VOLUME /data
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --retries=2 CMD test -e /heredoc.txt
+ONBUILD RUN echo triggered > /onbuild.txt
+""")
+    iidfile = tmp_path / "iid"
+    result = build(daemon, parent, "-t", "parent:1", "-t", "parent:2", "--label", "team=dock", "--iidfile", str(iidfile))
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = inspect(daemon, "parent:1")
+    assert iidfile.read_text() == image["Id"] and inspect(daemon, "parent:2")["Id"] == image["Id"]
+    config = image["Config"]
+    assert image["Author"] == "Jane Doe <jane@example.com>"
+    assert config["Entrypoint"] == ["sh", "-c"] and config["Cmd"] == ["cat /heredoc.txt"]
+    assert config["Volumes"] == {"/data": {}} and config["StopSignal"] == "SIGUSR1"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /heredoc.txt"], "Interval": 5_000_000_000, "Retries": 2}
+    assert config["OnBuild"] == ["RUN echo triggered > /onbuild.txt"] and config["Labels"] == {"team": "dock"}
+    assert daemon.docker("run", "--rm", "parent:1", check=True).stdout == "from a heredoc\n"
+
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "Dockerfile").write_text('FROM parent:1\nCMD ["cat /onbuild.txt"]\n')
+    assert build(daemon, child, "-t", "child:1").returncode == 0
+    assert daemon.docker("run", "--rm", "child:1", check=True).stdout == "triggered\n"
+    assert inspect(daemon, "child:1")["Config"].get("OnBuild") is None  # triggers run once, not inherited
+
+    tar_context = io.BytesIO()
+    with tarfile.open(fileobj=tar_context, mode="w") as tar:
+        dockerfile = f"FROM {BASE}\nCOPY note /note\n".encode()
+        for name, data in (("Dockerfile", dockerfile), ("note", b"from a tar on stdin\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    piped = daemon.dockyard("build", "-t", "from-stdin:1", "-", input=tar_context.getvalue())
+    assert piped.returncode == 0, piped.stderr
+    assert daemon.docker("run", "--rm", "from-stdin:1", "cat", "/note", check=True).stdout == "from a tar on stdin\n"

@@ -289,18 +289,19 @@ class Builder:
             self.emit(f" ---> {state.image.short_id}\n")
 
     async def _from(self, base: str, stage: Stage) -> State:
+        flags = self._flags(stage.from_command, ("--platform",))
         if base.lower() in self.stage_images:
             image = self.stage_images[base.lower()]
         elif base.lower() == SCRATCH:
             image = None
         else:
-            image = await self._image(base)
+            image = await self._image(base, platform=flags.get("--platform") or None)
         if image is None:
             return State(image=None, config={"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]})
         config = (await asyncio.to_thread(self.store.config, image)).get("config") or {}
         return State(image=image, config=dict(config), shell=list(config.get("Shell") or DEFAULT_SHELL))
 
-    async def _image(self, name: str) -> ImageRecord:
+    async def _image(self, name: str, platform: str | None = None) -> ImageRecord:
         if not self.options.pull:
             try:
                 return await self.engine.images.resolve(name)
@@ -310,7 +311,7 @@ class Builder:
         registry = self.engine.images.reference(name).registry
         credentials = (self.options.credentials or {}).get(registry)
         try:
-            return await self.engine.images.pull(name, platform=None, credentials=credentials)
+            return await self.engine.images.pull(name, platform=platform, credentials=credentials)
         except EngineError as error:
             raise BuildFailed(error.message) from None
 
@@ -547,7 +548,7 @@ class Builder:
             **{k: v for k, v in state.config.items() if k not in ("Cmd", "Entrypoint", "Healthcheck", "OnBuild")},
             "Image": state.image.manifest_digest,
             "Cmd": argv,
-            "Entrypoint": None,
+            "Entrypoint": [""],  # the step's command alone, never behind the image's entrypoint
             "Env": [*(state.config.get("Env") or []), *self._arg_env(state)],
             "AttachStdout": True,
             "AttachStderr": True,
@@ -701,7 +702,7 @@ class Builder:
                 history=[], extra={},
             )  # fmt: skip
             state.image = scratch
-        body = {"Image": state.image.manifest_digest, "Cmd": probe["Cmd"], "Entrypoint": None, "HostConfig": {"NetworkMode": "none"}}
+        body = {"Image": state.image.manifest_digest, "Cmd": probe["Cmd"], "Entrypoint": [""], "HostConfig": {"NetworkMode": "none"}}
         container_id, _ = await self.containers.create(body, None)
         try:
             root = await self.containers.mount_rootfs(container_id)
