@@ -142,18 +142,13 @@ def create_command(ctx: Context) -> int:
 
 
 def _each(ctx: Context, names: list[str], action: Any) -> int:
-    """docker's way with several containers: print each name done, an error line for each
-    failure, exit 1 if any failed."""
-    status = 0
-    for name in names:
-        try:
-            action(name)
-        except DaemonError as error:
-            ctx.error(error.message)
-            status = 1
-            continue
+    """Each container's name once `action` succeeded for it, as docker prints them."""
+
+    def act(name: str) -> None:
+        action(name)
         ctx.print(name)
-    return status
+
+    return ctx.each(names, act)
 
 
 def start_command(ctx: Context) -> int:
@@ -194,14 +189,7 @@ def rm_command(ctx: Context) -> int:
 
 def wait_command(ctx: Context) -> int:
     api = ctx.daemon()
-    status = 0
-    for name in ctx.args.containers:
-        try:
-            ctx.print(api.wait(name)["StatusCode"])
-        except DaemonError as error:
-            ctx.error(error.message)
-            status = 1
-    return status
+    return ctx.each(ctx.args.containers, lambda name: ctx.print(api.wait(name)["StatusCode"]))
 
 
 def _filters(items: list[str] | None) -> dict[str, list[str]]:
@@ -304,10 +292,7 @@ def attach_command(ctx: Context) -> int:
 
 def commit_command(ctx: Context) -> int:
     args = ctx.args
-    repository = tag = None
-    if args.repository:
-        reference = ctx.reference(args.repository)
-        repository, tag = reference.name, reference.tag
+    repository, tag = ctx.repository_and_tag(args.repository)
     result = ctx.daemon().commit(
         args.container, repository=repository, tag=tag, author=args.author or "", message=args.message or "",
         changes=args.change, pause=args.pause,

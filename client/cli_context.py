@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -132,6 +133,25 @@ class Context:
         except LookupError:
             return text
         return name
+
+    def each(self, items: list[str], action: Callable[[str], object]) -> int:
+        """docker's way with several arguments: `action` for each; a failure is one `Error: ...`
+        line and the rest go on; 1 if any failed, else 0."""
+        status = 0
+        for item in items:
+            try:
+                action(item)
+            except user_errors() as error:
+                self.error(error)
+                status = 1
+        return status
+
+    def repository_and_tag(self, text: str | None) -> tuple[str | None, str | None]:
+        """`REPOSITORY[:TAG]` as the daemon's commit and import take it (None, None when absent)."""
+        if not text:
+            return None, None
+        reference = self.reference(text)
+        return reference.name, reference.tag
 
     def print(self, *parts: object) -> None:
         print(*parts, file=self.out, flush=True)

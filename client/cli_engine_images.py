@@ -64,35 +64,34 @@ def tag_command(ctx: Context) -> int:
 
 def rmi_command(ctx: Context) -> int:
     api = ctx.daemon()
-    status = 0
-    for name in ctx.args.images:
-        try:
-            for item in api.remove_image(name, force=ctx.args.force):
-                for key in ("Untagged", "Deleted"):
-                    if key in item:
-                        ctx.print(f"{key}: {item[key]}")
-        except DaemonError as error:
-            ctx.error(error.message)
-            status = 1
-    return status
+
+    def remove(name: str) -> None:
+        for item in api.remove_image(name, force=ctx.args.force):
+            for key in ("Untagged", "Deleted"):
+                if key in item:
+                    ctx.print(f"{key}: {item[key]}")
+
+    return ctx.each(ctx.args.images, remove)
 
 
 def inspect_command(ctx: Context) -> int:
     """docker's `inspect`: a container of that name or ID, else an image."""
     api = ctx.daemon()
-    documents = []
-    status = 0
-    for name in ctx.args.images:
+    documents: list[dict[str, Any]] = []
+
+    def inspect(name: str) -> None:
         try:
-            try:
-                documents.append(api.inspect_container(name))
-            except DaemonError as error:
-                if error.status != 404:
-                    raise
-                documents.append(api.inspect_image(name))
+            documents.append(api.inspect_container(name))
+            return
         except DaemonError as error:
-            ctx.error(f"No such object: {name}" if error.status == 404 else error.message)
-            status = 1
+            if error.status != 404:
+                raise
+        try:
+            documents.append(api.inspect_image(name))
+        except DaemonError as error:
+            raise DaemonError(error.status, f"No such object: {name}" if error.status == 404 else error.message) from None
+
+    status = ctx.each(ctx.args.images, inspect)
     ctx.print(json.dumps(documents, indent=4, ensure_ascii=False))
     return status
 
@@ -162,19 +161,15 @@ def pull_command(ctx: Context) -> int:
 def push_command(ctx: Context) -> int:
     args = ctx.args
     reference = ctx.reference(args.image)
-    aux = print_progress(ctx, ctx.daemon().push(reference.name, tag=reference.tag, credentials=ctx.registry_auth(args.image)), quiet=args.quiet)
+    print_progress(ctx, ctx.daemon().push(reference.name, tag=reference.tag, credentials=ctx.registry_auth(args.image)), quiet=args.quiet)
     if args.quiet:
         ctx.print(str(reference))
-    _ = aux
     return 0
 
 
 def import_command(ctx: Context) -> int:
     args = ctx.args
-    repository = tag = None
-    if args.repository:
-        reference = ctx.reference(args.repository)
-        repository, tag = reference.name, reference.tag
+    repository, tag = ctx.repository_and_tag(args.repository)
     if args.file == "-":
         messages = ctx.daemon().import_image(sys.stdin.buffer, repository=repository, tag=tag, message=args.message or "", changes=args.change)
         aux = list(messages)

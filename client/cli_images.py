@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cli_context import Context, UsageError, user_errors
+from .cli_context import Context, UsageError
 from .cli_output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
 
 HISTORY_WIDTH = 45
@@ -67,32 +67,26 @@ def tag_command(ctx: Context) -> int:
 
 def rmi_command(ctx: Context) -> int:
     store = ctx.store()
-    status = 0
-    for text in ctx.args.images:
-        try:
-            report = store.remove(ctx.locate(text), ctx.args.force)
-        except user_errors() as error:
-            ctx.error(error)
-            status = 1
-            continue
+
+    def remove(text: str) -> None:
+        report = store.remove(ctx.locate(text), ctx.args.force)
         for name in report.untagged:
             ctx.print(f"Untagged: {familiar(name)}")
         for digest in report.deleted:
             ctx.print(f"Deleted: {digest}")
-    return status
+
+    return ctx.each(ctx.args.images, remove)
 
 
 def inspect_command(ctx: Context) -> int:
     store = ctx.store()
-    documents = []
-    status = 0
-    for text in ctx.args.images:
-        try:
-            record = store.resolve(ctx.locate(text))
-            documents.append(inspect_document(record, store.config(record)))
-        except user_errors() as error:
-            ctx.error(error)
-            status = 1
+    documents: list[dict[str, Any]] = []
+
+    def inspect(text: str) -> None:
+        record = store.resolve(ctx.locate(text))
+        documents.append(inspect_document(record, store.config(record)))
+
+    status = ctx.each(ctx.args.images, inspect)
     ctx.print(json.dumps(documents, indent=4, ensure_ascii=False))
     return status
 
