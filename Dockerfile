@@ -7,6 +7,7 @@ COPY ocispec ocispec
 COPY storage_backends storage_backends
 COPY registry registry
 COPY client client
+COPY engine engine
 RUN pip install --no-cache-dir . && useradd --system --home /var/lib/dockyard dockyard \
     && mkdir -p /var/lib/dockyard && chown dockyard /var/lib/dockyard
 
