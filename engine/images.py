@@ -81,14 +81,18 @@ class ImageService:
                 continue
             if dangling is False and not record.names:
                 continue
-            if reference and not any(_name_matches(name, reference, self) for name in record.names):
+            names = [name for name in record.names if not reference or _name_matches(name, reference)]
+            if reference and not names:
                 continue
+            # with a reference filter, dockerd lists only the names that match it
+            tags = [familiar(name) for name in names if "@" not in name]
+            digests = [familiar(name) for name in names if "@" in name]
             out.append(
                 {
                     "Id": record.id,
                     "ParentId": record.parent or "",
-                    "RepoTags": [familiar(name) for name in record.repo_tags] or None,
-                    "RepoDigests": [familiar(name) for name in record.repo_digests] or None,
+                    "RepoTags": tags or None,
+                    "RepoDigests": digests or None,
                     "Created": _unix(record.created),
                     "Size": await asyncio.to_thread(self.unpacked_size, record),
                     "VirtualSize": await asyncio.to_thread(self.unpacked_size, record),
@@ -253,7 +257,7 @@ def _registry_error(error: ClientError) -> EngineError:
     return EngineError(str(error))
 
 
-def _name_matches(name: str, wanted: str, service: ImageService) -> bool:
+def _name_matches(name: str, wanted: str) -> bool:
     shown = familiar(name)
     if ":" in wanted.rsplit("/", 1)[-1]:
         return shown == wanted or name == wanted

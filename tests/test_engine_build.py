@@ -110,9 +110,11 @@ CMD ["cat", "/usr/local/artifact"]
 
 def test_dockerignore_excludes_with_docker_rules(daemon: Daemon, tmp_path: Path) -> None:
     files = {"keep.txt": "kept\n", "secret.env": "nope\n", "logs/a.log": "x\n", "logs/important.log": "yes\n", "deep/x/y.tmp": "t\n"}
-    directory = context(tmp_path, f"FROM {BASE}\nCOPY . /ctx/\nCMD [\"ls\", \"-R\", \"/ctx\"]\n", files)
+    directory = context(tmp_path, "FROM scratch\n", files)
+    (directory / "build").mkdir()
+    (directory / "build" / "Other.dockerfile").write_text(f"FROM {BASE}\nCOPY . /ctx/\n")
     (directory / ".dockerignore").write_text("*.env\nlogs/*\n!logs/important.log\n**/*.tmp\n")
-    assert build(daemon, directory, "-t", "ignored:1").returncode == 0
+    assert build(daemon, directory, "-f", str(directory / "build" / "Other.dockerfile"), "-t", "ignored:1").returncode == 0
     listing = daemon.docker("run", "--rm", "ignored:1", "sh", "-c", "cd /ctx && find . -type f | sort", check=True).stdout.split()
     assert "./keep.txt" in listing and "./logs/important.log" in listing
     assert "./secret.env" not in listing and "./logs/a.log" not in listing and "./deep/x/y.tmp" not in listing

@@ -122,6 +122,20 @@ def test_save_load_and_import_through_the_daemon(world, tmp_path: Path) -> None:
     assert daemon.docker("run", "--rm", "imported:1", check=True).stdout == "imported\n"
 
 
+def test_images_lists_docker_columns_with_unpacked_sizes(world) -> None:
+    from tests.images import BUSYBOX
+
+    daemon, _, _ = world
+    header = daemon.docker("images", check=True).stdout.splitlines()[0]
+    assert header.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    listed = json.loads(daemon.docker("image", "ls", "--format", "{{json .}}", IMAGE, check=True).stdout)
+    assert listed["Repository"] == IMAGE.split(":")[0] and listed["Tag"] == IMAGE.split(":")[1]
+    size = json.loads(daemon.docker("inspect", IMAGE, check=True).stdout)[0]["Size"]
+    assert size > BUSYBOX.stat().st_size  # unpacked bytes, not the (smaller) gzip layers
+    quiet = daemon.docker("images", "-q", IMAGE, check=True).stdout.split()
+    assert len(quiet) == 1 and len(quiet[0]) == 12
+
+
 def test_networks_none_and_host(world) -> None:
     daemon, _, _ = world
     none = daemon.docker("run", "--rm", "--network", "none", IMAGE, "cat", "/proc/net/dev", check=True).stdout

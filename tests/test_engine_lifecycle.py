@@ -71,8 +71,17 @@ def test_bind_mounts_and_read_only_root(daemon: Daemon, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "in.txt").write_text("from the host\n")
-    daemon.docker("run", "--rm", "-v", f"{shared}:/data", IMAGE, "sh", "-c", "cat /data/in.txt > /data/out.txt", check=True)
+    daemon.docker("run", "--name", "binder", "-v", f"{shared}:/data", IMAGE, "sh", "-c", "cat /data/in.txt > /data/out.txt", check=True)
     assert (shared / "out.txt").read_text() == "from the host\n"
+    inspected = json.loads(daemon.docker("inspect", "binder", check=True).stdout)[0]
+    assert inspected["Mounts"] == [{"Type": "bind", "Source": str(shared), "Destination": "/data", "Mode": "", "RW": True, "Propagation": "rprivate"}]
+    assert inspected["Image"] == json.loads(daemon.docker("inspect", IMAGE, check=True).stdout)[0]["Id"]
+    assert inspected["Config"]["Image"] == IMAGE and inspected["HostConfig"]["Binds"] == [f"{shared}:/data"]
+    graph = inspected["GraphDriver"]["Data"]
+    assert Path(graph["UpperDir"]).is_dir() and len(graph["LowerDir"].split(":")) == 4  # init + 3 image layers
+    assert all(Path(path).is_dir() for path in graph["LowerDir"].split(":"))
+    assert inspected["State"]["Status"] == "exited" and inspected["State"]["FinishedAt"] > inspected["State"]["StartedAt"]
+    daemon.docker("rm", "binder", check=True)
     read_only = daemon.docker("run", "--rm", "-v", f"{shared}:/data:ro", IMAGE, "touch", "/data/nope")
     assert read_only.returncode != 0 and not (shared / "nope").exists()
     root_ro = daemon.docker("run", "--rm", "--read-only", IMAGE, "touch", "/new-file")
