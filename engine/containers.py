@@ -237,7 +237,7 @@ class Containers:
                 Path=command[0],
                 Args=command[1:],
                 Image=image.id,
-                ImageRef=image_ref,
+                ImageRef=image.short_id if image_ref == image.manifest_digest else image_ref,
                 Name=f"/{name}",
                 Config=config,
                 HostConfig={**HOST_CONFIG_DEFAULTS, **host_config, "NetworkMode": network, "Binds": [f"{b.source}:{b.destination}{':ro' if b.readonly else ''}" for b in binds] or None},
