@@ -7,7 +7,7 @@ DATA ?= ./data
 # Debian packages the test suite drives: real third-party clients, the reference registry, and
 # chromium for the web page test (Playwright drives it; `playwright install` is never run), runc
 # for the engine, and docker.io (Debian's dockerd) as the reference engine the engine is compared with.
-APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc docker.io chromium docker-compose
+APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc docker.io nginx chromium docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DAEMON_HOST ?= unix:///run/dockyard.sock

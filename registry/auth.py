@@ -28,12 +28,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 ScopeOf = Callable[[web.Request], Scope | None]
 ACCESS_ATTRIBUTE = "__dockyard_scope__"
+CHALLENGE_ATTRIBUTE = "__dockyard_challenge_also__"
 
 
-def requires(action: str, *, also: tuple[str, ...] = (), name_key: str = "name") -> Callable[[H], H]:
+def requires(
+    action: str,
+    *,
+    also: tuple[str, ...] = (),
+    name_key: str = "name",
+    challenge_also: Callable[[web.Request], list[Scope]] | None = None,
+) -> Callable[[H], H]:
     """The handler acts on the repository in `match_info[name_key]` with `action`.
 
-    `also` lists actions to ask for in the challenge besides (docker asks pull,push to push).
+    `also` lists actions to ask for in the challenge besides (docker asks pull,push to push);
+    `challenge_also` names further scopes the request could use (a mount's source repository),
+    asked for in the challenge but not required.
     """
 
     def scope_of(request: web.Request) -> Scope:
@@ -41,6 +50,8 @@ def requires(action: str, *, also: tuple[str, ...] = (), name_key: str = "name")
 
     def decorate(handler: H) -> H:
         setattr(handler, ACCESS_ATTRIBUTE, (scope_of, action))
+        if challenge_also is not None:
+            setattr(handler, CHALLENGE_ATTRIBUTE, challenge_also)
         return handler
 
     return decorate
@@ -91,10 +102,14 @@ class Authenticator:
         self.realm = realm
 
     def challenge(self, request: web.Request, scope: Scope | None, error: str | None = None) -> str:
-        realm = self.realm or f"{request.scheme}://{request.host}/token"
+        from .http import external_base
+
+        realm = self.realm or f"{external_base(request)}/token"
         parts = [f'realm="{realm}"', f'service="{self.signer.service}"']
         if scope is not None:
-            parts.append(f'scope="{scope}"')
+            further = getattr(request.match_info.handler, CHALLENGE_ATTRIBUTE, None)
+            scopes = [scope, *(further(request) if further else [])]
+            parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
         if error:
             parts.append(f'error="{error}"')
         return "Bearer " + ",".join(parts)

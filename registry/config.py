@@ -22,6 +22,33 @@ class HttpSettings(BaseModel):
     secret: str | None = Field(default=None, description="Shared by replicas; signs upload state")
     shutdown_timeout: float = Field(default=30.0, gt=0)
     io_threads: int = Field(default=64, ge=1, le=1024, description="worker threads for blocking storage calls")
+    public_url: str | None = Field(
+        default=None, description="the registry's external base URL (https://registry.example.com); Location headers and the token realm use it"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks whose X-Forwarded-Proto/-Host headers are believed"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError(f"public_url must be an http:// or https:// URL without query, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies entries must be IP addresses or networks, got {item!r}") from None
+        return value
 
     @field_validator("listen")
     @classmethod

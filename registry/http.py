@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -111,6 +112,46 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER] = API_VERSION
+    location = response.headers.get("Location")
+    if location is not None and location.startswith("/v2/") and request.path.startswith("/v2/"):
+        # handlers name paths; API clients get absolute URLs, as the reference registry sends them
+        response.headers["Location"] = external_base(request) + location
+
+
+def external_base(request: web.Request) -> str:
+    """`scheme://host[:port][/prefix]` under which clients reach this registry: `http.public_url`
+    when set; else the request's own, with `X-Forwarded-Proto`/`X-Forwarded-Host` believed only
+    from `http.trusted_proxies`."""
+    from .services import SERVICES
+
+    settings = request.app[SERVICES].settings.http
+    if settings.public_url:
+        return settings.public_url
+    scheme, host = request.scheme, request.host
+    if settings.trusted_proxies and _from_trusted_proxy(request, settings.trusted_proxies):
+        forwarded_proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        forwarded_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        if forwarded_proto in ("http", "https"):
+            scheme = forwarded_proto
+        if forwarded_host and _HOST_HEADER.match(forwarded_host):
+            host = forwarded_host
+    return f"{scheme}://{host}"
+
+
+_HOST_HEADER = re.compile(r"^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$")
+
+
+def _from_trusted_proxy(request: web.Request, trusted: list[str]) -> bool:
+    import ipaddress
+
+    peer = request.remote
+    if not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in trusted)
 
 
 def repository_name(request: web.Request, key: str = "name") -> str:

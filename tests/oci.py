@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from urllib.parse import urlsplit
+
 from aiohttp.test_utils import TestClient
 
 from ocispec import mediatypes
@@ -105,3 +107,13 @@ async def stored_keys(storage: Any, prefix: str) -> list[str]:
 async def error_codes(response: Any) -> list[str]:
     body = await response.json()
     return [entry["code"] for entry in body["errors"]]
+
+
+def location_of(response: Any) -> str:
+    """The response's `Location`, which must be an absolute URL back to the server the request
+    went to (as the reference registry sends them), as `path?query` to follow with a client."""
+    value = response.headers["Location"]
+    parts = urlsplit(value)
+    sent_to = response.url
+    assert (parts.scheme, parts.netloc) == (sent_to.scheme, f"{sent_to.host}:{sent_to.port}"), f"{value} is not absolute"
+    return parts.path + (f"?{parts.query}" if parts.query else "")

@@ -6,7 +6,7 @@ import io
 import json
 
 from ocispec import mediatypes
-from tests.oci import Blob, error_codes, push_blob, push_image, random_blob, random_image, sha256
+from tests.oci import Blob, error_codes, location_of, push_blob, push_image, random_blob, random_image, sha256
 
 
 def index_of(*images, media_type: str = mediatypes.OCI_INDEX, **extra) -> bytes:
@@ -39,7 +39,7 @@ async def test_put_answers_201_with_location_and_digest(client):
         await push_blob(client, "acme/app", blob)
     response = await client.put("/v2/acme/app/manifests/latest", data=image.manifest, headers={"Content-Type": image.media_type})
     assert response.status == 201
-    assert response.headers["Location"] == f"/v2/acme/app/manifests/{image.digest}"
+    assert location_of(response) == f"/v2/acme/app/manifests/{image.digest}"
     assert response.headers["Docker-Content-Digest"] == image.digest
 
 

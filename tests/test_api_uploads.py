@@ -6,7 +6,7 @@ import io
 from collections.abc import AsyncIterator
 
 from registry.app import create_app
-from tests.oci import error_codes, push_blob, random_blob, sha256, stored_keys
+from tests.oci import error_codes, location_of, push_blob, random_blob, sha256, stored_keys
 
 
 async def stored_files(storage, prefix: str) -> list[str]:
@@ -16,7 +16,7 @@ async def stored_files(storage, prefix: str) -> list[str]:
 async def start(client, name: str = "acme/app") -> str:
     response = await client.post(f"/v2/{name}/blobs/uploads/")
     assert response.status == 202
-    return response.headers["Location"]
+    return location_of(response)
 
 
 async def chunked_body(data: bytes, pieces: int = 4) -> AsyncIterator[bytes]:
@@ -29,7 +29,7 @@ async def test_session_post_answers_202_with_location_uuid_and_range(client):
     response = await client.post("/v2/acme/app/blobs/uploads/")
     assert response.status == 202
     upload_id = response.headers["Docker-Upload-UUID"]
-    assert response.headers["Location"] == f"/v2/acme/app/blobs/uploads/{upload_id}"
+    assert location_of(response) == f"/v2/acme/app/blobs/uploads/{upload_id}"
     assert response.headers["Range"] == "0-0"
     assert response.headers["Content-Length"] == "0"
 
@@ -38,9 +38,9 @@ async def test_monolithic_post_with_digest_stores_blob(client):
     blob = random_blob(2000)
     response = await client.post("/v2/acme/app/blobs/uploads/", params={"digest": blob.digest}, data=blob.data)
     assert response.status == 201
-    assert response.headers["Location"] == f"/v2/acme/app/blobs/{blob.digest}"
+    assert location_of(response) == f"/v2/acme/app/blobs/{blob.digest}"
     assert response.headers["Docker-Content-Digest"] == blob.digest
-    assert await (await client.get(response.headers["Location"])).read() == blob.data
+    assert await (await client.get(location_of(response))).read() == blob.data
 
 
 async def test_chunked_upload_with_content_range(client):
@@ -57,7 +57,7 @@ async def test_chunked_upload_with_content_range(client):
         assert response.status == 202, await response.text()
         offset += size
         assert response.headers["Range"] == f"0-{offset - 1}"
-        location = response.headers["Location"]
+        location = location_of(response)
     status = await client.get(location)
     assert status.status == 204
     assert status.headers["Range"] == "0-99999"
@@ -91,7 +91,7 @@ async def test_docker_style_streaming_patch_then_empty_put(client):
     response = await client.patch(location, data=chunked_body(blob.data, 7))
     assert response.status == 202
     assert response.headers["Range"] == f"0-{len(blob.data) - 1}"
-    done = await client.put(response.headers["Location"], params={"digest": blob.digest})
+    done = await client.put(location_of(response), params={"digest": blob.digest})
     assert done.status == 201
     assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
 
@@ -179,7 +179,7 @@ async def test_cross_repository_mount(client):
     await push_blob(client, "acme/base", blob)
     mounted = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/base"})
     assert mounted.status == 201
-    assert mounted.headers["Location"] == f"/v2/acme/app/blobs/{blob.digest}"
+    assert location_of(mounted) == f"/v2/acme/app/blobs/{blob.digest}"
     assert mounted.headers["Docker-Content-Digest"] == blob.digest
     assert await (await client.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
 
@@ -189,7 +189,7 @@ async def test_mount_from_repository_without_the_blob_starts_an_upload(client):
     await push_blob(client, "acme/base", blob)
     response = await client.post("/v2/acme/app/blobs/uploads/", params={"mount": blob.digest, "from": "acme/empty"})
     assert response.status == 202
-    assert response.headers["Location"].startswith("/v2/acme/app/blobs/uploads/")
+    assert location_of(response).startswith("/v2/acme/app/blobs/uploads/")
     assert (await client.head(f"/v2/acme/app/blobs/{blob.digest}")).status == 404
 
 

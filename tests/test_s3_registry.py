@@ -10,7 +10,7 @@ import aiohttp
 from registry.app import create_app
 from storage_backends.s3 import S3Backend
 from tests.conftest import s3_settings_env, start_registry, stop_process
-from tests.oci import push_blob, push_image, random_blob, random_image, sha256
+from tests.oci import location_of, push_blob, push_image, random_blob, random_image, sha256
 from tests.s3server import REGION, Bucket
 
 PREFIX = "registry"
@@ -34,7 +34,7 @@ async def test_blob_get_redirects_to_presigned_url_and_range_works_there(aiohttp
     await push_blob(client, "acme/app", blob)
     response = await client.get(f"/v2/acme/app/blobs/{blob.digest}", allow_redirects=False)
     assert response.status == 307
-    location = response.headers["Location"]
+    location = response.headers["Location"]  # a presigned URL of the bucket, not of the registry
     assert location.startswith(s3_bucket.server.url) and "Signature" in location
     assert response.headers["Docker-Content-Digest"] == blob.digest
     async with aiohttp.ClientSession() as direct:
@@ -89,7 +89,7 @@ async def test_two_replicas_on_one_bucket(s3_bucket, tmp_path: Path):
         async with aiohttp.ClientSession() as http:
             blob = random_blob(6 * 1024 * 1024 + 123)
             async with http.post(f"{a.url}/v2/acme/app/blobs/uploads/") as started:
-                location = started.headers["Location"]
+                location = location_of(started)
             half = 3 * 1024 * 1024
             async with http.patch(f"{a.url}{location}", data=io.BytesIO(blob.data[:half]), headers={"Content-Range": f"0-{half - 1}"}) as first:
                 assert first.status == 202
@@ -139,7 +139,7 @@ async def test_upload_survives_a_restart_on_s3(s3_bucket, tmp_path: Path):
     try:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{first.url}/v2/acme/app/blobs/uploads/") as started:
-                location = started.headers["Location"]
+                location = location_of(started)
             async with http.patch(f"{first.url}{location}", data=data[:100_000]) as patched:
                 assert patched.status == 202
     finally:

@@ -99,7 +99,9 @@ async def get_token(request: web.Request) -> web.Response:
         if user is None:
             return _unauthorized("incorrect username or password")
     offline = request.query.get("offline_token", "").lower() == "true"
-    return await _token_response(request, user, request.query.getall("scope", []), offline)
+    # a scope parameter may hold several scopes separated by spaces, as a challenge's does
+    requested = [scope for text in request.query.getall("scope", []) for scope in text.split()]
+    return await _token_response(request, user, requested, offline)
 
 
 async def post_token(request: web.Request) -> web.Response:

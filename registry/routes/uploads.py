@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from ..auth import auth_context, requires
+from ..hub.scopes import Scope
 from ..blobs import BlobInfo
 from ..errors import BlobUploadInvalid
 from ..http import empty_response, parse_digest, parse_name, repository_name, request_body
@@ -44,7 +45,15 @@ def _content_range(request: web.Request) -> tuple[int | None, int | None]:
     return start, length
 
 
-@requires("push", also=("pull",))
+def _mount_source(request: web.Request) -> list[Scope]:
+    """A mount needs pull on its source: the challenge asks for it too, as the reference does."""
+    source = request.query.get("from")
+    if "mount" not in request.query or not source:
+        return []
+    return [Scope("repository", source, frozenset({"pull"}))]
+
+
+@requires("push", also=("pull",), challenge_also=_mount_source)
 async def start_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     registry = services(request)
