@@ -24,7 +24,7 @@ import logging
 import shutil
 import signal as signals
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,16 @@ from .names import new_id, random_name, validate_name
 from .records import ZERO_TIME, Container, ContainerFiles, ContainerState, ContainerStore
 from .runc import Runc, parse_signal
 from .shim import ShimSpec, now_text
-from .spec import Bind, ProcessSpec, RuntimeSpec, command_of, merge_env, DEFAULT_PATH
+from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, command_of, merge_env
 from .users import resolve_user
+from .volumes import Volumes, fill_from_image
 
 log = logging.getLogger("dockyard.engine")
 
 CONDITIONS = ("not-running", "next-exit", "removed")
+RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
+RESTART_BACKOFF = 0.1
+MAX_RESTART_BACKOFF = 60.0
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "LogConfig": {"Type": "json-file", "Config": {}},  # what clients expect; kept in engine.logs format
     "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
@@ -121,6 +125,7 @@ class Containers:
     def __init__(self, data_root: Path, images: ImageService, runc: Runc, *, stop_timeout: int = 10) -> None:
         self.data_root = data_root
         self.images = images
+        self.volumes = Volumes(data_root / "volumes")
         self.runc = runc
         self.stop_timeout = stop_timeout
         self.records = ContainerStore(data_root / "containers")
@@ -173,9 +178,18 @@ class Containers:
             if hold.holder not in known:
                 await asyncio.to_thread(self.images.store.release, hold.holder)
         for live in list(self.live.values()):
-            if live.record.HostConfig.get("AutoRemove") and not live.record.State.Running:
-                if live.record.State.Status == "exited":
-                    await self.remove(live.record.Id, force=True)
+            record = live.record
+            if record.HostConfig.get("AutoRemove") and not record.State.Running:
+                if record.State.Status == "exited":
+                    await self.remove(record.Id, force=True)
+                continue
+            policy = (record.HostConfig.get("RestartPolicy") or {}).get("Name") or "no"
+            if not record.State.Running and (
+                (policy == "always") or (policy == "unless-stopped" and not record.manually_stopped)
+                or record.State.Restarting
+            ):
+                with contextlib.suppress(EngineError):
+                    await self.start(record.Id)
 
     async def _readopt(self, live: Live) -> None:
         record = live.record
@@ -208,6 +222,8 @@ class Containers:
         host_config = dict(body.get("HostConfig") or {})
         network = host_config.get("NetworkMode") or "default"  # checked at start, as dockerd does
         binds = [Bind.parse(text) for text in host_config.get("Binds") or []]
+        Limits.from_host_config(host_config)
+        check_restart_policy(host_config)
         image = await self.images.resolve(image_ref)
         image_config = await asyncio.to_thread(self.images.store.config, image)
         config = merge_config(body, image_config.get("config") or {})
@@ -240,7 +256,7 @@ class Containers:
                 ImageRef=image.short_id if image_ref == image.manifest_digest else image_ref,
                 Name=f"/{name}",
                 Config=config,
-                HostConfig={**HOST_CONFIG_DEFAULTS, **host_config, "NetworkMode": network, "Binds": [f"{b.source}:{b.destination}{':ro' if b.readonly else ''}" for b in binds] or None},
+                HostConfig={**HOST_CONFIG_DEFAULTS, **host_config, "NetworkMode": network, "Binds": [b.spec() for b in binds] or None},
                 manifest_digest=image.manifest_digest,
                 chain_ids=image.chain_ids,
             )
@@ -249,6 +265,9 @@ class Containers:
         files = self.files(record)
         try:
             files.dir.mkdir(parents=True)
+            for bind in binds:
+                if bind.volume:
+                    await asyncio.to_thread(self.volumes.create, bind.source)
             try:
                 await asyncio.to_thread(self.images.store.hold, container_id, image)
             except LookupError:
@@ -317,7 +336,9 @@ class Containers:
                     stdin_once=bool(record.Config.get("StdinOnce")),
                     log=str(files.log),
                     console_size=_console_size(record.HostConfig.get("ConsoleSize")),
-                )
+                    oom_files=[f"/sys/fs/cgroup/memory/dockyard/{record.Id}/memory.oom_control",
+                               f"/sys/fs/cgroup/dockyard/{record.Id}/memory.events"],  # cgroup v1, v2
+                )  # fmt: skip
                 record.shim_pid = await shimclient.spawn(run_dir, shim_spec)
                 for attachment in live.pending:
                     await self._connect(attachment, run_dir)
@@ -332,6 +353,7 @@ class Containers:
             else:
                 failure = None
             if failure is None:
+                record.manually_stopped = False
                 record.State = ContainerState(
                     Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(),
                     FinishedAt=record.State.FinishedAt,
@@ -403,9 +425,16 @@ class Containers:
             env.append("TERM=xterm")
         if "HOME" not in keys:
             env.append(f"HOME={user.home}")
-        binds = tuple(Bind.parse(text) for text in record.HostConfig.get("Binds") or [])
-        for bind in binds:  # `-v` creates a missing host directory, as Docker's does
-            Path(bind.source).mkdir(parents=True, exist_ok=True)
+        binds = []
+        for bind in (Bind.parse(text) for text in record.HostConfig.get("Binds") or []):
+            if bind.volume:
+                self.volumes.create(bind.source)
+                data = self.volumes.data(bind.source)
+                fill_from_image(data, rootfs.resolve_in_root(files.merged, bind.destination))
+                bind = replace(bind, source=str(data))
+            else:  # `-v` creates a missing host directory, as Docker's does
+                Path(bind.source).mkdir(parents=True, exist_ok=True)
+            binds.append(bind)
         process = ProcessSpec(
             args=command_of(config),
             env=env,
@@ -427,7 +456,9 @@ class Containers:
                 "/etc/hostname": str(files.dir / "hostname"),
                 "/etc/hosts": str(files.dir / "hosts"),
             },
-            binds=binds,
+            binds=tuple(binds),
+            limits=Limits.from_host_config(record.HostConfig),
+            cgroups_path=f"/dockyard/{record.Id}",
         )
 
     # -- exits ---------------------------------------------------------------------------------
@@ -455,6 +486,7 @@ class Containers:
             Status="exited",
             ExitCode=code,
             Error=exited.get("error") or "",
+            OOMKilled=bool(exited.get("oom_killed")),
             StartedAt=record.State.StartedAt,
             FinishedAt=exited.get("finished_at") or _now(),
         )
@@ -470,6 +502,25 @@ class Containers:
         if record.HostConfig.get("AutoRemove") and record.Id in self.live:
             with contextlib.suppress(EngineError):
                 await self.remove(record.Id, force=True)
+        elif should_restart(record) and record.Id in self.live:
+            record.RestartCount += 1
+            record.State.Restarting = True
+            record.State.Status = "restarting"
+            self._save(record)
+            delay = min(RESTART_BACKOFF * 2 ** (record.RestartCount - 1), MAX_RESTART_BACKOFF)
+            asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._restart_by_policy(record.Id)))
+
+    async def _restart_by_policy(self, container_id: str) -> None:
+        live = self.live.get(container_id)
+        if live is None or not live.record.State.Restarting:
+            return  # removed or stopped meanwhile
+        try:
+            await self.start(container_id)
+        except EngineError as error:
+            log.warning("restart of container %s failed: %s", container_id[:12], error.message)
+            live.record.State.Restarting = False
+            live.record.State.Status = "exited"
+            self._save(live.record)
 
     def _unmount(self, record: Container) -> None:
         with contextlib.suppress(EngineError):
@@ -512,13 +563,25 @@ class Containers:
         if not live.record.State.Running:
             raise Conflict(f"Container {live.record.Id} is not running")
         number = parse_signal(signal, signals.SIGKILL)
+        if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            live.record.manually_stopped = True
+            self._save(live.record)
         await self.runc.kill(live.record.Id, number)
 
-    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None, *, manual: bool = True) -> None:
         live = self.get(ref)
         record = live.record
+        if record.State.Restarting and not record.State.Running:
+            record.State.Restarting = False  # a pending restart by policy is called off
+            record.State.Status = "exited"
+            record.manually_stopped = manual
+            self._save(record)
+            return
         if not record.State.Running:
             raise NotModified("container already stopped")
+        if manual:
+            record.manually_stopped = True
+            self._save(record)
         if timeout is None:
             timeout = record.Config.get("StopTimeout")
             timeout = self.stop_timeout if timeout is None else int(timeout)
@@ -794,16 +857,29 @@ class Containers:
                         "MergedDir": str(files.merged),
                     },
                 },
-                "Mounts": [
-                    {"Type": "bind", "Source": b.source, "Destination": b.destination, "Mode": "ro" if b.readonly else "",
-                     "RW": not b.readonly, "Propagation": "rprivate"}
-                    for b in (Bind.parse(text) for text in record.HostConfig.get("Binds") or [])
-                ],  # fmt: skip
+                "Mounts": [self._mount_point(Bind.parse(text)) for text in record.HostConfig.get("Binds") or []],
                 "Config": record.Config,
                 "NetworkSettings": network_settings(record),
             }
         )
         return document
+
+    def _mount_point(self, bind: Bind) -> dict[str, Any]:
+        if bind.volume:
+            return {"Type": "volume", "Name": bind.source, "Source": str(self.volumes.data(bind.source)), "Destination": bind.destination,
+                    "Driver": "local", "Mode": "ro" if bind.readonly else "z", "RW": not bind.readonly, "Propagation": ""}  # fmt: skip
+        return {"Type": "bind", "Source": bind.source, "Destination": bind.destination, "Mode": "ro" if bind.readonly else "",
+                "RW": not bind.readonly, "Propagation": "rprivate"}  # fmt: skip
+
+    def volume_users(self, name: str) -> list[str]:
+        """IDs of the containers (running or not) that mount the volume `name`."""
+        users = []
+        for live in self.live.values():
+            for text in live.record.HostConfig.get("Binds") or []:
+                bind = Bind.parse(text)
+                if bind.volume and bind.source == name:
+                    users.append(live.record.Id)
+        return users
 
     def _lower_dirs(self, record: Container) -> list[str]:
         out = []
@@ -818,6 +894,33 @@ class NotFoundNetwork(EngineError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"network {name} not found")
+
+
+def check_restart_policy(host_config: dict[str, Any]) -> None:
+    policy = host_config.get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    retries = policy.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    if retries and name != "on-failure":
+        raise InvalidParameter("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if name not in ("", "no") and host_config.get("AutoRemove"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+
+
+def should_restart(record: Container) -> bool:
+    """Docker's rules: `always` and `unless-stopped` unless a user stopped it; `on-failure[:N]`
+    after a non-zero exit, at most N times (0: no bound)."""
+    policy = record.HostConfig.get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    if record.manually_stopped or name == "no":
+        return False
+    if name == "on-failure":
+        retries = policy.get("MaximumRetryCount") or 0
+        return record.State.ExitCode != 0 and (retries == 0 or record.RestartCount < retries)
+    return True
 
 
 def _console_size(value: Any) -> tuple[int, int] | None:
@@ -891,6 +994,10 @@ def status_text(record: Container, now: datetime | None = None) -> str:
         started = parse_time(state.StartedAt)
         text = "Up " + (human_duration((now - started).total_seconds()) if started else "Less than a second")
         return text + " (Paused)" if state.Paused else text
+    if state.Restarting:
+        finished = parse_time(state.FinishedAt)
+        since = human_duration((now - finished).total_seconds()) if finished else "Less than a second"
+        return f"Restarting ({state.ExitCode}) {since} ago"
     if state.Status == "created":
         return "Created"
     if state.Status == "removing":

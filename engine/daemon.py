@@ -108,7 +108,7 @@ class Engine:
         (its client sees the connection close, as with dockerd)."""
         if self.settings.on_shutdown == "stop":
             running = [live.record.Id for live in self.containers.live.values() if live.record.State.Running]
-            await asyncio.gather(*(self.containers.stop(cid) for cid in running), return_exceptions=True)
+            await asyncio.gather(*(self.containers.stop(cid, manual=False) for cid in running), return_exceptions=True)
         for live in self.containers.live.values():
             for waiter in [*live.exit_waiters, *live.removed_waiters]:
                 waiter.cancel()

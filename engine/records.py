@@ -72,6 +72,8 @@ class Container(BaseModel):
     run_dir: str = ""
     """The current (or last) shim directory."""
     runs: int = 0
+    manually_stopped: bool = False
+    """Stopped or killed by a user: restart policies leave it be (`always` only until the daemon restarts)."""
 
     @property
     def name(self) -> str:

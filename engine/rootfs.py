@@ -103,3 +103,31 @@ def unmount(path: Path) -> None:
         if libc.umount2(os.fsencode(str(path)), MNT_DETACH) != 0:
             error = ctypes.get_errno()
             raise EngineError(f"cannot unmount {path}: {os.strerror(error)}")
+
+
+MAX_LINKS = 255
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """The host path of `path` inside `root`, following symlinks as if `root` were `/`."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            links += 1
+            if links > MAX_LINKS:
+                raise EngineError(f"too many symlinks resolving {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)

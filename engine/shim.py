@@ -81,6 +81,8 @@ class ShimSpec(BaseModel):
     """Where output is kept (a container's log file); None keeps nothing (exec)."""
     console_size: tuple[int, int] | None = None
     """(height, width) of the pty before the process starts."""
+    oom_files: list[str] = []
+    """cgroup files whose `oom_kill N` says the kernel's OOM killer ended the process."""
 
 
 @contextlib.contextmanager
@@ -286,7 +288,7 @@ class Shim:
             await asyncio.wait_for(asyncio.gather(*relays), timeout=5)
         for relay in relays:
             relay.cancel()
-        self.exit = {"exit_code": code, "finished_at": now_text(), "pid": self.pid}
+        self.exit = {"exit_code": code, "finished_at": now_text(), "pid": self.pid, "oom_killed": self._oom_killed()}
         atomic_json(self.dir / "exit.json", self.exit)
         if self.log is not None:
             self.log.close()
@@ -319,6 +321,15 @@ class Shim:
                 self.emit(stream, data)
         finally:
             loop.remove_reader(fd)
+
+    def _oom_killed(self) -> bool:
+        for path in self.spec.oom_files:
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(path).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+        return False
 
     def emit(self, stream: int, data: bytes) -> None:
         if self.log is not None:

@@ -8,6 +8,8 @@ asks for (args, env, cwd, user, tty, binds, read-only root).
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,27 +25,31 @@ MASKED = [
     "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
 ]  # fmt: skip
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 BIND_OPTIONS = {"ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy"}
 
 
 @dataclass(frozen=True)
 class Bind:
     source: str
+    """An absolute host path, or a volume's name (`volume` is then True)."""
     destination: str
     readonly: bool = False
+    volume: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Bind:
-        """`HOST:CONTAINER[:OPTIONS]` as `-v` takes it (absolute paths on both sides)."""
+        """`HOST:CONTAINER[:OPTIONS]` or `VOLUME:CONTAINER[:OPTIONS]`, as `-v` takes them."""
         parts = text.split(":")
         if len(parts) not in (2, 3) or not all(parts[:2]):
             raise InvalidParameter(f"invalid volume specification: '{text}'")
         source, destination = parts[0], parts[1]
         options = set(parts[2].split(",")) if len(parts) == 3 else set()
-        if not source.startswith("/"):
+        volume = not source.startswith("/")
+        if volume and not VOLUME_NAME.match(source):
             raise InvalidParameter(
-                f"invalid volume specification: '{text}': named volumes are not supported by this daemon yet, "
-                "bind an absolute host path"
+                f"invalid volume specification: '{text}': {source!r} is neither an absolute host path nor a volume "
+                "name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)"
             )
         if not destination.startswith("/"):
             raise InvalidParameter(
@@ -54,7 +60,10 @@ class Bind:
         unknown = options - BIND_OPTIONS
         if unknown or {"ro", "rw"} <= options:
             raise InvalidParameter(f"invalid volume specification: '{text}': invalid mode: {parts[2]}")
-        return cls(source, destination, "ro" in options)
+        return cls(source, destination, "ro" in options, volume)
+
+    def spec(self) -> str:
+        return f"{self.source}:{self.destination}{':ro' if self.readonly else ''}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class RuntimeSpec:
     etc_files: dict[str, str] = field(default_factory=dict)
     """container path -> host file (hosts, hostname, resolv.conf)."""
     binds: tuple[Bind, ...] = ()
+    limits: Limits | None = None
+    cgroups_path: str | None = None
 
     def to_oci(self) -> dict[str, Any]:
         namespaces = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount")]
@@ -115,19 +126,82 @@ class RuntimeSpec:
         for bind in self.binds:
             options = ["rbind", "rprivate"] + (["ro"] if bind.readonly else [])
             mounts.append({"destination": bind.destination, "type": "bind", "source": bind.source, "options": options})
+        resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+        if self.limits is not None:
+            resources.update(self.limits.to_oci())
+        linux: dict[str, Any] = {"resources": resources, "namespaces": namespaces, "maskedPaths": MASKED, "readonlyPaths": READONLY}
+        if self.cgroups_path:
+            linux["cgroupsPath"] = self.cgroups_path
         return {
             "ociVersion": "1.0.2",
             "process": self.process.to_oci(),
             "root": {"path": self.rootfs, "readonly": self.readonly},
             "hostname": self.hostname,
             "mounts": mounts,
-            "linux": {
-                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-                "namespaces": namespaces,
-                "maskedPaths": MASKED,
-                "readonlyPaths": READONLY,
-            },
+            "linux": linux,
         }
+
+
+MIN_MEMORY = 6 * 1024 * 1024
+CPU_PERIOD = 100_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """HostConfig's resource limits, as runc's cgroup settings (cgroup v1 here; runc maps the
+    same settings onto cgroup v2 files on a v2 host)."""
+
+    memory: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpu_shares: int = 0
+    pids_limit: int = 0
+
+    @classmethod
+    def from_host_config(cls, host_config: dict[str, Any]) -> Limits:
+        def number(key: str) -> int:
+            value = host_config.get(key) or 0
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidParameter(f"{key} must be an integer, got {value!r}")
+            return value
+
+        limits = cls(number("Memory"), number("MemorySwap"), number("NanoCpus"), number("CpuQuota"), number("CpuPeriod"),
+                     number("CpuShares"), number("PidsLimit"))  # fmt: skip
+        if limits.memory < 0 or 0 < limits.memory < MIN_MEMORY:
+            raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        if limits.memory_swap and limits.memory_swap != -1 and limits.memory_swap < limits.memory:
+            raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
+        if limits.nano_cpus < 0 or (limits.nano_cpus and (limits.cpu_quota or limits.cpu_period)):
+            raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+        if limits.nano_cpus > (os.cpu_count() or 1) * 1_000_000_000:
+            raise InvalidParameter(f"Range of CPUs is from 0.01 to {os.cpu_count() or 1}.00, as there are only {os.cpu_count() or 1} CPUs available")
+        if limits.pids_limit < -1:
+            raise InvalidParameter("PidsLimit must be -1 (unlimited), 0 (the default) or positive")
+        return limits
+
+    def to_oci(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.memory:
+            memory: dict[str, Any] = {"limit": self.memory}
+            if self.memory_swap:
+                memory["swap"] = self.memory_swap
+            out["memory"] = memory
+        cpu: dict[str, Any] = {}
+        if self.nano_cpus:
+            cpu["period"] = CPU_PERIOD
+            cpu["quota"] = self.nano_cpus * CPU_PERIOD // 1_000_000_000
+        if self.cpu_quota:
+            cpu["quota"] = self.cpu_quota
+            cpu["period"] = self.cpu_period or CPU_PERIOD
+        if self.cpu_shares:
+            cpu["shares"] = self.cpu_shares
+        if cpu:
+            out["cpu"] = cpu
+        if self.pids_limit:
+            out["pids"] = {"limit": self.pids_limit}
+        return out
 
 
 def merge_env(image_env: list[str], container_env: list[str]) -> list[str]:

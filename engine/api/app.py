@@ -112,7 +112,7 @@ def filters(request: web.Request) -> dict[str, list[str]]:
 
 
 def make_app(engine: Any) -> web.Application:
-    from . import build, containers, images, system
+    from . import build, containers, images, system, volumes
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     app[ENGINE] = engine
@@ -122,4 +122,5 @@ def make_app(engine: Any) -> web.Application:
     containers.routes(router)
     images.routes(router)
     build.routes(router)
+    volumes.routes(router)
     return app

@@ -29,38 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidParameter
+from ..rootfs import resolve_in_root
 
-MAX_LINKS = 255
 ARCHIVE_MAGICS = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
 class CopyError(InvalidParameter):
     pass
-
-
-def resolve_in_root(root: Path, path: str) -> Path:
-    """The host path of `path` inside `root`, following symlinks as if `root` were `/`."""
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
-            links += 1
-            if links > MAX_LINKS:
-                raise CopyError(f"too many symlinks resolving {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
 
 
 @dataclass(frozen=True)
