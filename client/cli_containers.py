@@ -51,6 +51,30 @@ def _labels(items: list[str] | None) -> dict[str, str]:
     return labels
 
 
+def parse_bytes(text: str) -> int:
+    """`512k`, `256m`, `1g`, `1024` (bytes), as docker's --memory takes them."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    value = text.strip().lower()
+    unit = value[-1] if value and value[-1] in units else "b"
+    number = value[:-1] if value and value[-1] in units else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise UsageError(f"invalid size: {text!r}") from None
+    if amount < 0:
+        raise UsageError(f"invalid size: {text!r}")
+    return int(amount * units[unit])
+
+
+def restart_policy(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {"Name": "no", "MaximumRetryCount": 0}
+    name, _, count = text.partition(":")
+    if count and not count.isdigit():
+        raise UsageError(f"invalid restart policy {text!r}: the retry count must be a number")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
 def create_body(args: Any) -> dict[str, Any]:
     """The `POST /containers/create` body for `run`/`create` options."""
     tty, interactive = bool(args.tty), bool(args.interactive)
@@ -74,6 +98,10 @@ def create_body(args: Any) -> dict[str, Any]:
             "NetworkMode": args.network or "default",
             "AutoRemove": bool(args.rm),
             "ReadonlyRootfs": bool(args.read_only),
+            "RestartPolicy": restart_policy(args.restart),
+            "Memory": parse_bytes(args.memory) if args.memory else 0,
+            "NanoCpus": int(round(args.cpus * 1e9)) if args.cpus else 0,
+            "PidsLimit": args.pids_limit or 0,
         },
     }
     if args.entrypoint is not None:
@@ -298,4 +326,34 @@ def commit_command(ctx: Context) -> int:
         changes=args.change, pause=args.pause,
     )  # fmt: skip
     ctx.print(result["Id"])
+    return 0
+
+
+def volume_command(ctx: Context) -> int:
+    args = ctx.args
+    api = ctx.daemon()
+    if args.volume_command == "create":
+        ctx.print(api.create_volume(args.name, _labels(args.label))["Name"])
+        return 0
+    if args.volume_command == "ls":
+        volumes = api.volumes()
+        if args.quiet:
+            for volume in volumes:
+                ctx.print(volume["Name"])
+        else:
+            ctx.print(table(("DRIVER", "VOLUME NAME"), [(volume["Driver"], volume["Name"]) for volume in volumes]))
+        return 0
+    if args.volume_command == "inspect":
+        documents: list[dict[str, Any]] = []
+        status = ctx.each(args.names, lambda name: documents.append(api.inspect_volume(name)))
+        ctx.print(json.dumps(documents, indent=4))
+        return status
+    if args.volume_command == "rm":
+        return _each(ctx, args.names, lambda name: api.remove_volume(name, force=args.force))
+    result = api.prune_volumes(all=args.all)
+    for name in result.get("VolumesDeleted") or []:
+        ctx.print(name)
+    from .cli_output import human_size
+
+    ctx.print(f"Total reclaimed space: {human_size(result.get('SpaceReclaimed') or 0)}")
     return 0

@@ -109,3 +109,18 @@ def test_memory_pids_and_cpu_limits_reach_the_container(daemon: Daemon) -> None:
     assert quota.stdout == "50000\n"
     too_small = daemon.docker("run", "--rm", "-m", "1k", IMAGE, "true")
     assert too_small.returncode == 125 and "Minimum memory limit allowed is 6MB" in too_small.stderr
+
+
+def test_dockyard_drives_volumes_limits_and_restart_policies(daemon: Daemon) -> None:
+    assert daemon.dockyard("volume", "create", "dy-vol").stdout == "dy-vol\n"
+    ran = daemon.dockyard("run", "--rm", "-v", "dy-vol:/v", "-m", "64m", "--cpus", "1", "--pids-limit", "30", IMAGE,
+                          "sh", "-c", "echo via-dockyard > /v/f; cat /sys/fs/cgroup/pids/pids.max")  # fmt: skip
+    assert ran.returncode == 0 and ran.stdout == "30\n", ran.stderr
+    assert "dy-vol" in daemon.dockyard("volume", "ls", "-q").stdout.split()
+    assert json.loads(daemon.dockyard("volume", "inspect", "dy-vol").stdout)[0]["Name"] == "dy-vol"
+    daemon.dockyard("run", "-d", "--name", "dy-flaky", "--restart", "on-failure:1", IMAGE, "false")
+    eventually(lambda: inspect(daemon, "dy-flaky")["RestartCount"] == 1 and not inspect(daemon, "dy-flaky")["State"]["Restarting"])
+    assert daemon.dockyard("rm", "-f", "dy-flaky").returncode == 0
+    assert daemon.dockyard("volume", "rm", "dy-vol").stdout == "dy-vol\n"
+    bad = daemon.dockyard("run", "--rm", "-m", "lots", IMAGE, "true")
+    assert bad.returncode == 2 and "invalid size: 'lots'" in bad.stderr

@@ -139,6 +139,26 @@ class ContainerApi:
         return self.transport.request("POST", "/commit", params=params, body={}).json()
 
 
+class VolumeApi:
+    transport: UnixTransport
+
+    def create_volume(self, name: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.transport.request("POST", "/volumes/create", body={"Name": name or "", "Labels": labels or {}}).json()
+
+    def volumes(self) -> list[dict[str, Any]]:
+        return self.transport.request("GET", "/volumes").json()["Volumes"] or []
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        return self.transport.request("GET", f"/volumes/{name}").json()
+
+    def remove_volume(self, name: str, *, force: bool = False) -> None:
+        self.transport.request("DELETE", f"/volumes/{name}", params={"force": force}).close()
+
+    def prune_volumes(self, *, all: bool = False) -> dict[str, Any]:
+        params = {"filters": json.dumps({"all": ["true"]})} if all else None
+        return self.transport.request("POST", "/volumes/prune", params=params).json()
+
+
 class ImageApi:
     transport: UnixTransport
 
@@ -225,6 +245,6 @@ def _raise_stream_errors(messages: Iterator[dict[str, Any]]) -> Iterator[dict[st
         yield message
 
 
-class DaemonClient(SystemApi, ContainerApi, ImageApi):
+class DaemonClient(SystemApi, ContainerApi, ImageApi, VolumeApi):
     def __init__(self, host: str = DEFAULT_HOST, *, timeout: float | None = None) -> None:
         self.transport = UnixTransport(host, timeout=timeout)
