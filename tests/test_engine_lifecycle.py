@@ -176,8 +176,12 @@ def test_names_and_bad_input_get_clear_errors_and_leave_nothing(daemon: Daemon) 
     assert duplicate.returncode == 125 and 'The container name "/taken" is already in use' in duplicate.stderr
     invalid = daemon.docker("create", "--name", "bad name!", IMAGE, "true")  # create says 1 where run says 125
     assert invalid.returncode == 1 and "Invalid container name" in invalid.stderr
-    volume = daemon.docker("run", "--rm", "-v", "named-volume:/data", IMAGE, "true")
-    assert volume.returncode == 125 and "invalid volume specification: 'named-volume:/data'" in volume.stderr
+    volumes_before = daemon.docker("volume", "ls", "-q", check=True).stdout
+    volume = daemon.docker("run", "--rm", "-v", "bad*name:/data", IMAGE, "true")
+    assert volume.returncode == 125 and "invalid volume specification: 'bad*name:/data'" in volume.stderr
+    relative = daemon.docker("run", "--rm", "-v", "/tmp:relative", IMAGE, "true")
+    assert relative.returncode == 125 and "mount path must be absolute" in relative.stderr
+    assert daemon.docker("volume", "ls", "-q", check=True).stdout == volumes_before
     unknown = daemon.docker("start", "no-such-container")
     assert unknown.returncode == 1 and "No such container: no-such-container" in unknown.stderr
     absent = daemon.docker("run", "--rm", "127.0.0.1:1/nothing/here:1", "true")
