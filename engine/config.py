@@ -14,7 +14,13 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from ocispec.settings_files import ConfigError, FlagsOverEnvironment, merge, one_line, read_yaml
+from ocispec.settings_files import (
+    ConfigError,
+    FlagsOverEnvironment,
+    merge,
+    one_line,
+    read_yaml,
+)
 
 __all__ = ["ConfigError", "EngineSettings", "load_settings"]
 

@@ -25,38 +25,48 @@ import shutil
 import signal as signals
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import rootfs, shimclient
 from client.daemon.api import start_error_exit_code as exit_code_for
 
-from .errors import Conflict, EngineError, InvalidParameter, NoSuchContainer, NoSuchExec, NotFound, NotModified, RuntimeFailure
+from . import rootfs, shimclient
+from .container_config import (
+    HOST_CONFIG_DEFAULTS,
+    NETWORK_MODES,
+    NotFoundNetwork,
+    check_restart_policy,
+    console_size,
+    matches_filters,
+    merge_config,
+    network_settings,
+    should_restart,
+)
+from .errors import (
+    Conflict,
+    EngineError,
+    InvalidParameter,
+    NoSuchContainer,
+    NotFound,
+    NotModified,
+    RuntimeFailure,
+)
+from .execs import Exec, ExecMixin
 from .images import ImageService
 from .logs import read_records, select
 from .names import new_id, random_name, validate_name
-from .records import ZERO_TIME, Container, ContainerFiles, ContainerState, ContainerStore
+from .records import Container, ContainerFiles, ContainerState, ContainerStore
 from .runc import Runc, parse_signal
 from .shim import ShimSpec, now_text
-from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, command_of, merge_env
+from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, command_of
 from .users import resolve_user
 from .volumes import Volumes, fill_from_image
 
 log = logging.getLogger("dockyard.engine")
 
 CONDITIONS = ("not-running", "next-exit", "removed")
-RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 RESTART_BACKOFF = 0.1
 MAX_RESTART_BACKOFF = 60.0
-HOST_CONFIG_DEFAULTS: dict[str, Any] = {
-    "LogConfig": {"Type": "json-file", "Config": {}},  # what clients expect; kept in engine.logs format
-    "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-    "AutoRemove": False,
-    "ReadonlyRootfs": False,
-    "Privileged": False,
-}
-NETWORK_MODES = ("default", "bridge", "none", "host")
 LOG_POLL = 0.1
 
 
@@ -84,44 +94,11 @@ class Live:
     monitor: asyncio.Task[None] | None = None
 
 
-@dataclass
-class Exec:
-    id: str
-    container_id: str
-    config: dict[str, Any]
-    running: bool = False
-    exit_code: int | None = None
-    pid: int = 0
-    directory: Path | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def inspect(self) -> dict[str, Any]:
-        return {
-            "ID": self.id,
-            "Running": self.running,
-            "ExitCode": self.exit_code,
-            "ProcessConfig": {
-                "tty": bool(self.config.get("Tty")),
-                "entrypoint": (self.config.get("Cmd") or [""])[0],
-                "arguments": (self.config.get("Cmd") or [])[1:],
-                "privileged": bool(self.config.get("Privileged")),
-                "user": self.config.get("User") or "",
-            },
-            "OpenStdin": bool(self.config.get("AttachStdin")),
-            "OpenStderr": bool(self.config.get("AttachStderr")),
-            "OpenStdout": bool(self.config.get("AttachStdout")),
-            "CanRemove": False,
-            "ContainerID": self.container_id,
-            "DetachKeys": "",
-            "Pid": self.pid,
-        }
-
-
 def _now() -> str:
     return now_text()
 
 
-class Containers:
+class Containers(ExecMixin):
     def __init__(self, data_root: Path, images: ImageService, runc: Runc, *, stop_timeout: int = 10) -> None:
         self.data_root = data_root
         self.images = images
@@ -302,10 +279,12 @@ class Containers:
 
     # -- start ---------------------------------------------------------------------------------
 
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, *, by_policy: bool = False) -> None:
         live = self.get(ref)
         async with live.lock:
             record = live.record
+            if by_policy and not record.State.Restarting:
+                return  # stopped or removed while the restart waited
             if record.State.Running:
                 raise NotModified("container already started")
             if record.State.Status == "removing":
@@ -335,7 +314,7 @@ class Containers:
                     stdin=bool(record.Config.get("OpenStdin")),
                     stdin_once=bool(record.Config.get("StdinOnce")),
                     log=str(files.log),
-                    console_size=_console_size(record.HostConfig.get("ConsoleSize")),
+                    console_size=console_size(record.HostConfig.get("ConsoleSize")),
                     oom_files=[f"/sys/fs/cgroup/memory/dockyard/{record.Id}/memory.oom_control",
                                f"/sys/fs/cgroup/dockyard/{record.Id}/memory.events"],  # cgroup v1, v2
                 )  # fmt: skip
@@ -443,7 +422,7 @@ class Containers:
             gid=user.gid,
             additional_gids=user.additional_gids,
             tty=record.tty,
-            console_size=_console_size(record.HostConfig.get("ConsoleSize")),
+            console_size=console_size(record.HostConfig.get("ConsoleSize")),
         )
         return RuntimeSpec(
             process=process,
@@ -515,7 +494,7 @@ class Containers:
         if live is None or not live.record.State.Restarting:
             return  # removed or stopped meanwhile
         try:
-            await self.start(container_id)
+            await self.start(container_id, by_policy=True)
         except EngineError as error:
             log.warning("restart of container %s failed: %s", container_id[:12], error.message)
             live.record.State.Restarting = False
@@ -572,11 +551,13 @@ class Containers:
         live = self.get(ref)
         record = live.record
         if record.State.Restarting and not record.State.Running:
-            record.State.Restarting = False  # a pending restart by policy is called off
-            record.State.Status = "exited"
-            record.manually_stopped = manual
-            self._save(record)
-            return
+            async with live.lock:  # a restart by policy may be starting it right now
+                if not record.State.Running:
+                    record.State.Restarting = False  # the pending restart is called off
+                    record.State.Status = "exited"
+                    record.manually_stopped = manual
+                    self._save(record)
+                    return
         if not record.State.Running:
             raise NotModified("container already stopped")
         if manual:
@@ -722,103 +703,6 @@ class Containers:
         if not answer.get("ok"):
             raise RuntimeFailure(f"cannot resize the container's terminal: {answer.get('error')}")
 
-    # -- exec ----------------------------------------------------------------------------------
-
-    def exec_create(self, ref: str, body: dict[str, Any]) -> str:
-        live = self.get(ref)
-        if not live.record.State.Running:
-            raise Conflict(f"Container {live.record.Id} is not running")
-        if live.record.State.Paused:
-            raise Conflict(f"Container {live.record.Id} is paused, unpause the container before exec")
-        command = body.get("Cmd")
-        if not command or not isinstance(command, list) or not all(isinstance(part, str) for part in command):
-            raise InvalidParameter("No exec command specified")
-        exec_id = new_id()
-        self.execs[exec_id] = Exec(exec_id, live.record.Id, body)
-        return exec_id
-
-    def get_exec(self, exec_id: str) -> Exec:
-        try:
-            return self.execs[exec_id]
-        except KeyError:
-            raise NoSuchExec(exec_id) from None
-
-    async def exec_start(self, exec_id: str, *, tty: bool | None = None, console: tuple[int, int] | None = None) -> tuple[Exec, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, str | None]:
-        """Start the exec; (exec, its stream when attached, the start error if any)."""
-        execution = self.get_exec(exec_id)
-        if execution.running or execution.exit_code is not None:
-            raise Conflict(f"Exec {exec_id} has already started")
-        live = self.get(execution.container_id)
-        record = live.record
-        if not record.State.Running:
-            raise Conflict(f"Container {record.Id} is not running")
-        config = execution.config
-        files = self.files(record)
-        user = await asyncio.to_thread(resolve_user, files.merged, config.get("User") or record.Config.get("User") or "")
-        env = merge_env(list(record.Config.get("Env") or []), list(config.get("Env") or []))
-        if not any(entry.startswith("PATH=") for entry in env):
-            env.insert(0, DEFAULT_PATH)
-        is_tty = bool(config.get("Tty")) if tty is None else tty
-        if is_tty and not any(entry.startswith("TERM=") for entry in env):
-            env.append("TERM=xterm")
-        if not any(entry.startswith("HOME=") for entry in env):
-            env.append(f"HOME={user.home}")
-        process = ProcessSpec(
-            args=list(config["Cmd"]),
-            env=env,
-            cwd=config.get("WorkingDir") or record.Config.get("WorkingDir") or "/",
-            uid=user.uid,
-            gid=user.gid,
-            additional_gids=user.additional_gids,
-            tty=is_tty,
-            console_size=console or _console_size(config.get("ConsoleSize")),
-        )
-        directory = files.exec_dir(exec_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "process.json").write_text(json.dumps(process.to_oci()))
-        execution.directory = directory
-        spec = ShimSpec(
-            mode="exec", id=record.Id, runc=self.runc.binary, runc_root=str(self.runc.root),
-            process=str(directory / "process.json"), tty=is_tty, stdin=bool(config.get("AttachStdin")), stdin_once=True,
-            console_size=process.console_size,
-        )  # fmt: skip
-        await shimclient.spawn(directory, spec)
-        connection = None
-        if not config.get("Detach"):
-            connection = await shimclient.attach(
-                directory, stdin=bool(config.get("AttachStdin")), stdout=bool(config.get("AttachStdout", True)),
-                stderr=bool(config.get("AttachStderr", True)),
-            )  # fmt: skip
-        answer = await shimclient.request(directory, "start")
-        if not answer.get("ok"):
-            message = f"OCI runtime exec failed: {answer.get('error')}"
-            execution.exit_code = 126 if exit_code_for(message) == 125 else exit_code_for(message)
-            execution.done.set()
-            if connection is not None:
-                connection[1].close()
-            return execution, None, message
-        execution.running = True
-        execution.pid = int(answer.get("pid") or 0)
-        asyncio.ensure_future(self._exec_monitor(execution, directory))
-        return execution, connection, None
-
-    async def _exec_monitor(self, execution: Exec, directory: Path) -> None:
-        exited = None
-        while exited is None:
-            try:
-                exited = await shimclient.request(directory, "wait")
-            except (OSError, ValueError):
-                exited = shimclient.read_exit(directory) or {"exit_code": 255}
-        execution.running = False
-        execution.exit_code = int(exited.get("exit_code", 255))
-        execution.done.set()
-
-    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
-        execution = self.get_exec(exec_id)
-        if execution.directory is None or not execution.running:
-            raise Conflict(f"Exec {exec_id} is not running")
-        await shimclient.request(execution.directory, "resize", h=height, w=width)
-
     # -- listing and inspect -------------------------------------------------------------------
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None, limit: int = -1) -> list[Container]:
@@ -828,7 +712,7 @@ class Containers:
             record = live.record
             if not all and not record.State.Running and not filters.get("status"):
                 continue
-            if not _matches(record, filters):
+            if not matches_filters(record, filters):
                 continue
             chosen.append(record)
         return chosen[:limit] if limit and limit > 0 else chosen
@@ -887,146 +771,3 @@ class Containers:
             with contextlib.suppress(Exception):
                 out.append(str(self.images.store._snapshots.info(chain).fs))
         return out
-
-
-class NotFoundNetwork(EngineError):
-    status = 404
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"network {name} not found")
-
-
-def check_restart_policy(host_config: dict[str, Any]) -> None:
-    policy = host_config.get("RestartPolicy") or {}
-    name = policy.get("Name") or "no"
-    retries = policy.get("MaximumRetryCount") or 0
-    if name not in RESTART_POLICIES:
-        raise InvalidParameter(f"invalid restart policy '{name}'")
-    if not isinstance(retries, int) or retries < 0:
-        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
-    if retries and name != "on-failure":
-        raise InvalidParameter("invalid restart policy: maximum retry count can only be used with 'on-failure'")
-    if name not in ("", "no") and host_config.get("AutoRemove"):
-        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-
-
-def should_restart(record: Container) -> bool:
-    """Docker's rules: `always` and `unless-stopped` unless a user stopped it; `on-failure[:N]`
-    after a non-zero exit, at most N times (0: no bound)."""
-    policy = record.HostConfig.get("RestartPolicy") or {}
-    name = policy.get("Name") or "no"
-    if record.manually_stopped or name == "no":
-        return False
-    if name == "on-failure":
-        retries = policy.get("MaximumRetryCount") or 0
-        return record.State.ExitCode != 0 and (retries == 0 or record.RestartCount < retries)
-    return True
-
-
-def _console_size(value: Any) -> tuple[int, int] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return int(value[0]), int(value[1])
-    return None
-
-
-def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
-    """The container's config: what the create request says, the image's config beneath it
-    (Docker's `merge`: Env by key, Cmd only when no Entrypoint was given, Labels and ports
-    added; an Entrypoint of `[""]` means none at all)."""
-    keys = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
-            "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
-            "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell")  # fmt: skip
-    config: dict[str, Any] = {key: body.get(key) for key in keys if key in body}
-    for key in ("Hostname", "Domainname", "User", "WorkingDir"):
-        config.setdefault(key, "")
-    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
-        config[key] = bool(config.get(key))
-    config["Env"] = merge_env(list(image.get("Env") or []), list(config.get("Env") or []))
-    if config.get("Entrypoint") == [""]:  # `--entrypoint ""`: explicitly none, not the image's
-        config["Entrypoint"] = None
-        if not config.get("Cmd"):
-            config["Cmd"] = image.get("Cmd")
-    elif not config.get("Entrypoint"):
-        if not config.get("Cmd"):
-            config["Cmd"] = image.get("Cmd")
-        if config.get("Entrypoint") is None:
-            config["Entrypoint"] = image.get("Entrypoint")
-    if not config.get("User"):
-        config["User"] = image.get("User") or ""
-    if not config.get("WorkingDir"):
-        config["WorkingDir"] = image.get("WorkingDir") or ""
-    labels = dict(image.get("Labels") or {})
-    labels.update(config.get("Labels") or {})
-    config["Labels"] = labels
-    if image.get("ExposedPorts") or config.get("ExposedPorts"):
-        config["ExposedPorts"] = {**(image.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
-    if image.get("Volumes") or config.get("Volumes"):
-        config["Volumes"] = {**(image.get("Volumes") or {}), **(config.get("Volumes") or {})}
-    if not config.get("StopSignal") and image.get("StopSignal"):
-        config["StopSignal"] = image["StopSignal"]
-    if image.get("OnBuild") and not config.get("OnBuild"):
-        config["OnBuild"] = image["OnBuild"]
-    return config
-
-
-def network_settings(record: Container) -> dict[str, Any]:
-    mode = record.HostConfig.get("NetworkMode") or "default"
-    shown = "bridge" if mode == "default" else mode
-    return {
-        "Bridge": "",
-        "SandboxID": "",
-        "Ports": {},
-        "SandboxKey": "",
-        "IPAddress": "",
-        "Gateway": "",
-        "MacAddress": "",
-        "Networks": {shown: {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}},
-    }
-
-
-def status_text(record: Container, now: datetime | None = None) -> str:
-    """`ps`'s STATUS column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created"."""
-    from client.cli_output import human_duration, parse_time
-
-    now = now or datetime.now(timezone.utc)
-    state = record.State
-    if state.Running:
-        started = parse_time(state.StartedAt)
-        text = "Up " + (human_duration((now - started).total_seconds()) if started else "Less than a second")
-        return text + " (Paused)" if state.Paused else text
-    if state.Restarting:
-        finished = parse_time(state.FinishedAt)
-        since = human_duration((now - finished).total_seconds()) if finished else "Less than a second"
-        return f"Restarting ({state.ExitCode}) {since} ago"
-    if state.Status == "created":
-        return "Created"
-    if state.Status == "removing":
-        return "Removal In Progress"
-    finished = parse_time(state.FinishedAt)
-    if finished is None or state.FinishedAt == ZERO_TIME:
-        return f"Exited ({state.ExitCode})"
-    return f"Exited ({state.ExitCode}) {human_duration((now - finished).total_seconds())} ago"
-
-
-def _matches(record: Container, filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if not values:
-            continue
-        if key == "status" and record.State.Status not in values:
-            return False
-        if key == "name" and not any(value.lstrip("/") in record.name for value in values):
-            return False
-        if key == "id" and not any(record.Id.startswith(value) for value in values):
-            return False
-        if key == "label":
-            labels = record.Config.get("Labels") or {}
-            for value in values:
-                name, equals, wanted = value.partition("=")
-                if name not in labels or (equals and labels[name] != wanted):
-                    return False
-        if key == "exited" and (record.State.Status != "exited" or str(record.State.ExitCode) not in values):
-            return False
-        if key == "ancestor" and not any(value in (record.ImageRef, record.Image) or record.Image.split(":")[-1].startswith(value) for value in values):
-            return False
-    return True
-

@@ -18,7 +18,7 @@ from aiohttp import web
 from client.auth import Credentials
 from client.reference import normalize_registry
 
-from ..build.builder import BuildFailed, BuildOptions, Builder, extract_context
+from ..build.builder import Builder, BuildFailed, BuildOptions, extract_context
 from ..errors import EngineError, InvalidParameter
 from .app import ENGINE, Router, flag
 from .images import _spool

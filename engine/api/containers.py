@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from ..containers import status_text
+from ..container_config import status_text
 from ..errors import InvalidParameter
 from ..logs import HEADER, STDOUT, frame
 from .app import ENGINE, Router, filters, flag, json_body
