@@ -766,8 +766,5 @@ class Containers(ExecMixin):
         return users
 
     def _lower_dirs(self, record: Container) -> list[str]:
-        out = []
-        for chain in reversed(record.chain_ids):
-            with contextlib.suppress(Exception):
-                out.append(str(self.images.store._snapshots.info(chain).fs))
-        return out
+        snapshots = [self.images.store.snapshot(chain) for chain in reversed(record.chain_ids)]
+        return [str(snapshot.fs) for snapshot in snapshots if snapshot is not None]

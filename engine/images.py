@@ -64,10 +64,10 @@ class ImageService:
         """The uncompressed size Docker shows (its layers' unpacked bytes), else the compressed one."""
         total = 0
         for chain in record.chain_ids:
-            try:
-                total += int(self.store._snapshots.info(chain).meta.get("size") or 0)
-            except StoreError:
+            snapshot = self.store.snapshot(chain)
+            if snapshot is None:
                 return record.size
+            total += int(snapshot.meta.get("size") or 0)
         return total
 
     async def list(self, *, all: bool = False, reference: str | None = None, dangling: bool | None = None) -> list[dict[str, Any]]:
@@ -87,6 +87,7 @@ class ImageService:
             # with a reference filter, dockerd lists only the names that match it
             tags = [familiar(name) for name in names if "@" not in name]
             digests = [familiar(name) for name in names if "@" in name]
+            size = await asyncio.to_thread(self.unpacked_size, record)
             out.append(
                 {
                     "Id": record.id,
@@ -94,8 +95,8 @@ class ImageService:
                     "RepoTags": tags or None,
                     "RepoDigests": digests or None,
                     "Created": _unix(record.created),
-                    "Size": await asyncio.to_thread(self.unpacked_size, record),
-                    "VirtualSize": await asyncio.to_thread(self.unpacked_size, record),
+                    "Size": size,
+                    "VirtualSize": size,
                     "SharedSize": -1,
                     "Labels": ((await asyncio.to_thread(self.store.config, record)).get("config") or {}).get("Labels"),
                     "Containers": -1,
@@ -113,10 +114,8 @@ class ImageService:
         document["Container"] = config.get("container") or ""
         document["ContainerConfig"] = config.get("container_config") or _empty_config()
         document["Size"] = document["VirtualSize"] = await asyncio.to_thread(self.unpacked_size, record)
-        lower = []
-        for chain in reversed(record.chain_ids):
-            with contextlib.suppress(StoreError):
-                lower.append(str(self.store._snapshots.info(chain).fs))
+        snapshots = [self.store.snapshot(chain) for chain in reversed(record.chain_ids)]
+        lower = [str(snapshot.fs) for snapshot in snapshots if snapshot is not None]
         document["GraphDriver"] = {"Name": "overlay2", "Data": {"LowerDir": ":".join(lower[1:]), "UpperDir": lower[0] if lower else ""}}
         ordered = {key: document[key] for key in (
             "Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "Container", "ContainerConfig",
@@ -132,10 +131,8 @@ class ImageService:
         config = await asyncio.to_thread(self.store.config, record)
         sizes = []
         for chain, layer in zip(record.chain_ids, record.layers):
-            try:
-                sizes.append(int(self.store._snapshots.info(chain).meta.get("size") or 0))
-            except StoreError:
-                sizes.append(layer.size)
+            snapshot = self.store.snapshot(chain)
+            sizes.append(int(snapshot.meta.get("size") or 0) if snapshot is not None else layer.size)
         steps = history_steps(config, sizes)
         tags = [familiar(name) for name in record.repo_tags]
         out = []

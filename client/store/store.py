@@ -237,6 +237,14 @@ class ImageStore:
         reverse this list). SnapshotMissing if the image is not unpacked."""
         return [info.fs for info in self._snapshot_infos(self._record(image))]
 
+    def snapshot(self, chain_id: str) -> SnapshotInfo | None:
+        """One unpacked layer (its `fs` dir and metadata, `meta["size"]` its unpacked bytes), or
+        None when that layer is not unpacked."""
+        try:
+            return self._snapshots.info(chain_id)
+        except SnapshotMissing:
+            return None
+
     def overlay_ready(self, image: ImageRecord | str) -> bool:
         """Whether the snapshots hold their whiteouts as overlayfs device nodes (False only when
         the kernel refused unprivileged whiteout devices; `materialize` works either way)."""

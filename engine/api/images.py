@@ -44,15 +44,16 @@ def registry_credentials(request: web.Request) -> Credentials | None:
 class JsonProgress:
     """The client's progress protocol as Docker's JSON progress lines, queued for the response."""
 
-    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None], start_status: str = "Pulling fs layer") -> None:
         self.queue = queue
+        self.start_status = start_status
         self.totals: dict[str, int] = {}
         self.current: dict[str, int] = {}
         self.last: dict[str, float] = {}
 
     def start(self, id: str, total: int) -> None:
         self.totals[id], self.current[id] = total, 0
-        self.queue.put_nowait({"status": "Pulling fs layer", "progressDetail": {}, "id": _short(id)})
+        self.queue.put_nowait({"status": self.start_status, "progressDetail": {}, "id": _short(id)})
 
     def advance(self, id: str, n: int) -> None:
         self.current[id] = self.current.get(id, 0) + n
@@ -192,8 +193,7 @@ async def push(request: web.Request) -> web.StreamResponse:
 
     async def push_work() -> None:
         queue.put_nowait({"status": f"The push refers to repository [{reference.name}]"})
-        progress = JsonProgress(queue)
-        progress.start = lambda id, total: queue.put_nowait({"status": "Preparing", "progressDetail": {}, "id": _short(id)})  # type: ignore[method-assign]
+        progress = JsonProgress(queue, start_status="Preparing")
         digest = await engine.images.push(str(reference), credentials=registry_credentials(request), progress=progress)
         record = await engine.images.resolve(str(reference))
         size = record.manifest_size

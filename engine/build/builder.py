@@ -333,9 +333,8 @@ class Builder:
             raise BuildFailed(f"Dockerfile line {command.start_line}: {error}") from None
 
     def _words(self, command: Any, state: State) -> list[str]:
+        """The instruction's arguments (the parser already split them), each processed."""
         env = state.env()
-        if command.json:
-            return [process_word(value, env, self.escape) for value in command.value]
         return [process_word(value, env, self.escape) for value in command.value]
 
     def _flags(self, command: Any, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -573,7 +572,7 @@ class Builder:
             await self._cleanup(container_id, failed=True)
             shown = " ".join(saved) if not command.json else json.dumps(argv)
             raise BuildFailed(f"The command '{shown}' returned a non-zero code: {code}", code)
-        await self._commit(state, container_id, probe, " ".join(saved) if not command.json else _json_created_by(saved))
+        await self._commit(state, container_id, probe, " ".join(saved))
 
     async def _stream_output(self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
         reader, writer = connection
@@ -715,10 +714,6 @@ class Builder:
                 await self.containers.remove(container_id, force=True)
             raise
         await self._commit(state, container_id, probe, created_by, announce=False)
-
-
-def _json_created_by(argv: list[str]) -> str:
-    return " ".join(argv)
 
 
 def _duration_ns(text: str, command: Any) -> int:
