@@ -27,7 +27,7 @@ def print_progress(ctx: Context, messages: Any, *, quiet: bool = False) -> dict[
             aux = message["aux"]
             continue
         status = message.get("status")
-        if quiet or not status or status == "Downloading":
+        if quiet or not status or status in ("Downloading", "Pushing"):
             continue
         ctx.print(f"{message['id']}: {status}" if message.get("id") else status)
     return aux

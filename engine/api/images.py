@@ -44,9 +44,12 @@ def registry_credentials(request: web.Request) -> Credentials | None:
 class JsonProgress:
     """The client's progress protocol as Docker's JSON progress lines, queued for the response."""
 
-    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None], start_status: str = "Pulling fs layer") -> None:
+    def __init__(
+        self, queue: asyncio.Queue[dict[str, Any] | None], start_status: str = "Pulling fs layer", moving: str = "Downloading"
+    ) -> None:
         self.queue = queue
         self.start_status = start_status
+        self.moving = moving
         self.totals: dict[str, int] = {}
         self.current: dict[str, int] = {}
         self.last: dict[str, float] = {}
@@ -62,7 +65,7 @@ class JsonProgress:
             self.last[id] = now
             total = self.totals.get(id, 0)
             self.queue.put_nowait(
-                {"status": "Downloading", "progressDetail": {"current": self.current[id], "total": total}, "id": _short(id)}
+                {"status": self.moving, "progressDetail": {"current": self.current[id], "total": total}, "id": _short(id)}
             )
 
     def done(self, id: str, status: str) -> None:
@@ -193,7 +196,7 @@ async def push(request: web.Request) -> web.StreamResponse:
 
     async def push_work() -> None:
         queue.put_nowait({"status": f"The push refers to repository [{reference.name}]"})
-        progress = JsonProgress(queue, start_status="Preparing")
+        progress = JsonProgress(queue, start_status="Preparing", moving="Pushing")
         digest = await engine.images.push(str(reference), credentials=registry_credentials(request), progress=progress)
         record = await engine.images.resolve(str(reference))
         size = record.manifest_size
