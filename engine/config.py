@@ -8,6 +8,7 @@ The defaults run a daemon on `unix:///run/dockyard.sock` with everything under
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,12 @@ class EngineSettings(FlagsOverEnvironment):
     insecure_registries: list[str] = Field(default_factory=list)
     socket_group: str | None = Field(default=None, description="group that owns the socket (mode 0660)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    bridge_name: str = Field(default="dockyard0", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$",
+                             description="the Linux bridge of the default `bridge` network")  # fmt: skip
+    bridge_subnet: IPv4Network = Field(default=IPv4Network("172.30.0.0/16"), description="the default bridge's subnet")
+    network_pool: IPv4Network = Field(
+        default=IPv4Network("172.31.0.0/16"), description="where user-defined networks without a subnet get theirs (/24 each)"
+    )
 
     @field_validator("host")
     @classmethod

@@ -19,7 +19,6 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "ReadonlyRootfs": False,
     "Privileged": False,
 }
-NETWORK_MODES = ("default", "bridge", "none", "host")
 
 
 class NotFoundNetwork(EngineError):
@@ -102,18 +101,50 @@ def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def network_settings(record: Container) -> dict[str, Any]:
+def network_settings(record: Container, networks: dict[str, Any]) -> dict[str, Any]:
+    """`NetworkSettings` as `inspect` shows it; `networks`: the network records by ID."""
+    sandbox = record.sandbox if record.State.Running else None
+    endpoints = sandbox.endpoints if sandbox else {}
+    shown: dict[str, Any] = {}
     mode = record.HostConfig.get("NetworkMode") or "default"
-    shown = "bridge" if mode == "default" else mode
+    attached = record.networks or ({mode: None} if mode in ("host", "none") else {})
+    for name, config in attached.items():
+        endpoint = endpoints.get(name)
+        network_id = endpoint.network_id if endpoint else (config.NetworkID if config else "")
+        if not network_id:
+            network_id = next((n.Id for n in networks.values() if n.Name == name), "")
+        shown[name] = {
+            "IPAMConfig": config.IPAMConfig if config else None, "Links": config.Links if config else None,
+            "Aliases": config.Aliases if config else None, "NetworkID": network_id,
+            "EndpointID": endpoint.endpoint_id if endpoint else "", "Gateway": endpoint.gateway if endpoint else "",
+            "IPAddress": endpoint.ip if endpoint else "", "IPPrefixLen": endpoint.prefix if endpoint else 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": endpoint.mac if endpoint else "", "DriverOpts": None,
+        }  # fmt: skip
+    ports: dict[str, Any] = {}
+    if sandbox is not None:
+        ports = {key if "/" in key else f"{key}/tcp": None for key in record.Config.get("ExposedPorts") or {}}
+        ports.update(sandbox.ports)
+    default = endpoints.get("bridge")
     return {
         "Bridge": "",
-        "SandboxID": "",
-        "Ports": {},
-        "SandboxKey": "",
-        "IPAddress": "",
-        "Gateway": "",
-        "MacAddress": "",
-        "Networks": {shown: {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}},
+        "SandboxID": record.Id if sandbox else "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "SandboxKey": sandbox.netns if sandbox else "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": default.endpoint_id if default else "",
+        "Gateway": default.gateway if default else "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": default.ip if default else "",
+        "IPPrefixLen": default.prefix if default else 0,
+        "IPv6Gateway": "",
+        "MacAddress": default.mac if default else "",
+        "Networks": shown,
     }
 
 

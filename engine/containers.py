@@ -30,11 +30,9 @@ from typing import Any
 
 from client.daemon.api import start_error_exit_code as exit_code_for
 
-from . import rootfs, shimclient
+from . import ports, rootfs, shimclient
 from .container_config import (
     HOST_CONFIG_DEFAULTS,
-    NETWORK_MODES,
-    NotFoundNetwork,
     check_restart_policy,
     console_size,
     matches_filters,
@@ -51,10 +49,12 @@ from .errors import (
     NotModified,
     RuntimeFailure,
 )
+from .container_networks import NetworkMixin, attachments_for_create
 from .execs import Exec, ExecMixin
 from .images import ImageService
 from .logs import read_records, select
 from .names import new_id, random_name, validate_name
+from .networks import Networks
 from .records import Container, ContainerFiles, ContainerState, ContainerStore
 from .runc import Runc, parse_signal
 from .shim import ShimSpec, now_text
@@ -98,10 +98,11 @@ def _now() -> str:
     return now_text()
 
 
-class Containers(ExecMixin):
-    def __init__(self, data_root: Path, images: ImageService, runc: Runc, *, stop_timeout: int = 10) -> None:
+class Containers(ExecMixin, NetworkMixin):
+    def __init__(self, data_root: Path, images: ImageService, runc: Runc, networks: Networks, *, stop_timeout: int = 10) -> None:
         self.data_root = data_root
         self.images = images
+        self.networks = networks
         self.volumes = Volumes(data_root / "volumes")
         self.runc = runc
         self.stop_timeout = stop_timeout
@@ -146,6 +147,7 @@ class Containers(ExecMixin):
             self.live[record.Id] = live
             if record.State.Running or record.State.Status in ("running", "paused", "restarting"):
                 await self._readopt(live)
+        await self.recover_networks()
         for entry in self.records.root.iterdir():
             if entry.is_dir() and entry.name not in known:
                 # creation never finished (the record is written last): nothing refers to it
@@ -197,7 +199,8 @@ class Containers(ExecMixin):
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidParameter("no image specified: the config needs Image")
         host_config = dict(body.get("HostConfig") or {})
-        network = host_config.get("NetworkMode") or "default"  # checked at start, as dockerd does
+        # the networks themselves are looked up at start, as dockerd does
+        network, attachments = attachments_for_create(host_config, body.get("NetworkingConfig"), self.networks)
         binds = [Bind.parse(text) for text in host_config.get("Binds") or []]
         Limits.from_host_config(host_config)
         check_restart_policy(host_config)
@@ -205,6 +208,7 @@ class Containers(ExecMixin):
         image_config = await asyncio.to_thread(self.images.store.config, image)
         config = merge_config(body, image_config.get("config") or {})
         config["Image"] = image_ref
+        ports.port_bindings(host_config, config.get("ExposedPorts"))  # checked now, bound at start
         command = command_of(config)
         if not command:
             raise InvalidParameter("No command specified")
@@ -236,6 +240,7 @@ class Containers(ExecMixin):
                 HostConfig={**HOST_CONFIG_DEFAULTS, **host_config, "NetworkMode": network, "Binds": [b.spec() for b in binds] or None},
                 manifest_digest=image.manifest_digest,
                 chain_ids=image.chain_ids,
+                networks=attachments,
             )
             # reserve the name before the slow part, so two creates cannot both take it
             self.live[container_id] = Live(record)
@@ -265,12 +270,7 @@ class Containers(ExecMixin):
         hostname = record.Config.get("Hostname") or record.short_id
         network = record.HostConfig.get("NetworkMode")
         (files.dir / "hostname").write_text(hostname + "\n")
-        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        hosts += f"127.0.1.1\t{hostname}\n" if network != "host" else ""
-        for extra in record.HostConfig.get("ExtraHosts") or []:
-            host, _, address = extra.partition(":")
-            hosts += f"{address}\t{host}\n"
-        (files.dir / "hosts").write_text(hosts)
+        (files.dir / "hosts").write_text(self.hosts_text(record))
         resolv = ""
         if network == "host":
             with contextlib.suppress(OSError):
@@ -290,10 +290,10 @@ class Containers(ExecMixin):
             if record.State.Status == "removing":
                 raise Conflict(f"container {record.Id} is marked for removal and cannot be started")
             files = self.files(record)
+            opened: list[Any] = []
             try:
-                if record.HostConfig.get("NetworkMode") not in NETWORK_MODES:
-                    raise NotFoundNetwork(record.HostConfig.get("NetworkMode") or "")
                 await self._mount(record, files)
+                opened, forwards = await self._setup_network(record, files)
                 spec = await asyncio.to_thread(self._runtime_spec, record, files)
                 files.bundle.mkdir(exist_ok=True)
                 (files.bundle / "config.json").write_text(json.dumps(spec.to_oci(), indent=1))
@@ -317,8 +317,13 @@ class Containers(ExecMixin):
                     console_size=console_size(record.HostConfig.get("ConsoleSize")),
                     oom_files=[f"/sys/fs/cgroup/memory/dockyard/{record.Id}/memory.oom_control",
                                f"/sys/fs/cgroup/dockyard/{record.Id}/memory.events"],  # cgroup v1, v2
+                    forwards=forwards,
                 )  # fmt: skip
-                record.shim_pid = await shimclient.spawn(run_dir, shim_spec)
+                try:
+                    record.shim_pid = await shimclient.spawn(run_dir, shim_spec, tuple(f.fd for f in forwards))
+                finally:
+                    ports.close_all(opened)  # the shim holds them now (or nobody does)
+                    opened = []
                 for attachment in live.pending:
                     await self._connect(attachment, run_dir)
                 live.pending.clear()
@@ -331,6 +336,8 @@ class Containers(ExecMixin):
                 failure = error
             else:
                 failure = None
+            finally:
+                ports.close_all(opened)
             if failure is None:
                 record.manually_stopped = False
                 record.State = ContainerState(
@@ -363,6 +370,7 @@ class Containers(ExecMixin):
             if not waiter.done():
                 waiter.set_result(record.State.ExitCode)
         live.exit_waiters.clear()
+        await self._teardown_network(record)
         await asyncio.to_thread(self._unmount, record)
 
     async def _mount(self, record: Container, files: ContainerFiles) -> None:
@@ -430,6 +438,7 @@ class Containers(ExecMixin):
             hostname=config.get("Hostname") or record.short_id,
             readonly=bool(record.HostConfig.get("ReadonlyRootfs")),
             host_network=record.HostConfig.get("NetworkMode") == "host",
+            netns_path=record.sandbox.netns if record.sandbox else None,
             etc_files={
                 "/etc/resolv.conf": str(files.dir / "resolv.conf"),
                 "/etc/hostname": str(files.dir / "hostname"),
@@ -472,6 +481,7 @@ class Containers(ExecMixin):
         record.shim_pid = 0
         self._save(record)
         await asyncio.to_thread(self.images.store.set_hold_running, record.Id, False)
+        await self._teardown_network(record)
         await asyncio.to_thread(self._unmount, record)
         for waiter in live.exit_waiters:
             if not waiter.done():
@@ -634,6 +644,7 @@ class Containers(ExecMixin):
             del self.live[record.Id]
             for execution in [e for e in self.execs.values() if e.container_id == record.Id]:
                 self.execs.pop(execution.id, None)
+            await self._teardown_network(record)
             await asyncio.to_thread(self._unmount, record)
             await self.runc.delete(record.Id)
             await asyncio.to_thread(self._remove_dir, self.files(record).dir)
@@ -741,12 +752,15 @@ class Containers(ExecMixin):
                         "MergedDir": str(files.merged),
                     },
                 },
-                "Mounts": [self._mount_point(Bind.parse(text)) for text in record.HostConfig.get("Binds") or []],
+                "Mounts": self.mount_points(record),
                 "Config": record.Config,
-                "NetworkSettings": network_settings(record),
+                "NetworkSettings": network_settings(record, self.networks.networks),
             }
         )
         return document
+
+    def mount_points(self, record: Container) -> list[dict[str, Any]]:
+        return [self._mount_point(Bind.parse(text)) for text in record.HostConfig.get("Binds") or []]
 
     def _mount_point(self, bind: Bind) -> dict[str, Any]:
         if bind.volume:

@@ -39,6 +39,7 @@ from .config import ConfigError, EngineSettings, load_settings
 from .containers import Containers
 from .errors import EngineError, InvalidParameter, NotFound
 from .images import ImageService
+from .networks import Networks
 from .runc import Runc
 
 log = logging.getLogger("dockyard.daemon")
@@ -56,7 +57,10 @@ class Engine:
         client_settings = ClientSettings(insecure_registries=frozenset(settings.insecure_registries))
         self.images = ImageService(self.store, client_settings)
         self.runc = Runc(settings.runtime, root / "runc")
-        self.containers = Containers(root, self.images, self.runc, stop_timeout=settings.stop_timeout)
+        self.networks = Networks(root / "networks", bridge_name=settings.bridge_name, bridge_subnet=str(settings.bridge_subnet),
+                                 pool=str(settings.network_pool))  # fmt: skip
+        self.networks.load()
+        self.containers = Containers(root, self.images, self.runc, self.networks, stop_timeout=settings.stop_timeout)
         self.daemon_id = _daemon_id(root)
         self.runtime_version = _runtime_version(settings.runtime)
 
@@ -112,6 +116,7 @@ class Engine:
         for live in self.containers.live.values():
             for waiter in [*live.exit_waiters, *live.removed_waiters]:
                 waiter.cancel()
+        self.containers.release_idle_bridges()
 
 
 def _daemon_id(root: Path) -> str:

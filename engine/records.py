@@ -9,6 +9,7 @@ hostname, hosts, resolv.conf   bind-mounted into it, as Docker does
 init/              its init layer: the mount points runc needs, so none lands in the diff
 upper/, work/      the writable container layer and overlayfs's work dir
 merged/            the overlay mount while it runs
+netns              its network namespace while it runs (bridge networks)
 run/<n>/           one shim's files per start (shim.json, shim.sock, exit.json, runc.log)
 exec/<id>/         one exec's shim files
 ```
@@ -46,6 +47,40 @@ class ContainerState(BaseModel):
     FinishedAt: str = ZERO_TIME
 
 
+class EndpointConfig(BaseModel):
+    """What a container asks of one network it is attached to (`NetworkingConfig`, `network connect`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    Aliases: list[str] | None = None
+    IPAMConfig: dict[str, Any] | None = None
+    """`{"IPv4Address": "10.1.2.3"}` for a fixed address."""
+    Links: list[str] | None = None
+    NetworkID: str = ""
+
+
+class Endpoint(BaseModel):
+    """A live attachment: the interface CNI made in the container's namespace."""
+
+    network_id: str
+    endpoint_id: str
+    ifname: str
+    ip: str
+    prefix: int
+    gateway: str
+    mac: str
+
+
+class Sandbox(BaseModel):
+    """The networking of a running container: its namespace, endpoints and published ports."""
+
+    netns: str
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict)
+    """By network name."""
+    ports: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
+    """`"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]`, the ports actually bound."""
+
+
 class Container(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -74,6 +109,10 @@ class Container(BaseModel):
     runs: int = 0
     manually_stopped: bool = False
     """Stopped or killed by a user: restart policies leave it be (`always` only until the daemon restarts)."""
+    networks: dict[str, EndpointConfig] = Field(default_factory=dict)
+    """The networks it is attached to, by name (bridge modes only), kept while it is stopped."""
+    sandbox: Sandbox | None = None
+    """Set from the moment its network namespace exists until it is torn down."""
 
     @property
     def name(self) -> str:

@@ -52,6 +52,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .logs import LogWriter, frame
+from .portproxy import Forward, Proxy
 
 PR_SET_CHILD_SUBREAPER = 36
 STDOUT, STDERR = 1, 2
@@ -83,6 +84,8 @@ class ShimSpec(BaseModel):
     """(height, width) of the pty before the process starts."""
     oom_files: list[str] = []
     """cgroup files whose `oom_kill N` says the kernel's OOM killer ended the process."""
+    forwards: list[Forward] = []
+    """Published ports: listening sockets inherited from the daemon, served while the process runs."""
 
 
 @contextlib.contextmanager
@@ -162,6 +165,7 @@ class Shim:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the process exited and its output is drained, or it could not be started."""
     stdin_closed: bool = False
+    proxy: Proxy | None = None
 
     @property
     def runc_log(self) -> Path:
@@ -272,6 +276,9 @@ class Shim:
                 self.finished.set()  # nothing runs: the shim's work is over
                 return {"ok": False, "error": str(error)}
             self.started.set()
+            if self.spec.forwards:
+                self.proxy = Proxy(self.spec.forwards)
+                await self.proxy.start()
             asyncio.ensure_future(self.supervise())
             return {"ok": True, "pid": self.pid}
 
@@ -283,6 +290,8 @@ class Shim:
         assert self.pid is not None
         status = await loop.run_in_executor(None, _wait_pid, self.pid)
         code = exit_status(status)
+        if self.proxy is not None:
+            self.proxy.close()  # the ports are free before anyone hears of the exit
         # the output may still hold what the process wrote last: drain it, a bounded while
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*relays), timeout=5)

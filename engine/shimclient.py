@@ -16,8 +16,10 @@ from .shim import ShimSpec, short_path
 HANDSHAKE_TIMEOUT = 60.0
 
 
-async def spawn(directory: Path, spec: ShimSpec) -> int:
+async def spawn(directory: Path, spec: ShimSpec, pass_fds: tuple[int, ...] = ()) -> int:
     """Start a shim for `spec` in `directory` (created); its PID once it is ready.
+
+    `pass_fds`: descriptors the shim inherits (the listening sockets of `spec.forwards`).
 
     The shim runs in a session of its own, so it outlives the daemon; its stderr goes to
     `shim.log`. RuntimeFailure carries runc's message when the process cannot be created.
@@ -29,7 +31,7 @@ async def spawn(directory: Path, spec: ShimSpec) -> int:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "engine.shim", str(directory),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
-            start_new_session=True, cwd="/",
+            start_new_session=True, cwd="/", pass_fds=pass_fds,
         )  # fmt: skip
     finally:
         os.close(log)

@@ -101,6 +101,8 @@ class RuntimeSpec:
     hostname: str
     readonly: bool = False
     host_network: bool = False
+    netns_path: str | None = None
+    """A network namespace made beforehand (bridge networks) to join; None: a new, empty one."""
     etc_files: dict[str, str] = field(default_factory=dict)
     """container path -> host file (hosts, hostname, resolv.conf)."""
     binds: tuple[Bind, ...] = ()
@@ -109,7 +111,9 @@ class RuntimeSpec:
 
     def to_oci(self) -> dict[str, Any]:
         namespaces = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount")]
-        if not self.host_network:
+        if self.netns_path:
+            namespaces.append({"type": "network", "path": self.netns_path})
+        elif not self.host_network:
             namespaces.append({"type": "network"})
         mounts: list[dict[str, Any]] = [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},

@@ -31,7 +31,7 @@ from tests.conftest import RegistryProcess, start_registry, stop_process
 from tests.images import BUSYBOX, GROUP, Image, LayerBuilder, app_layer, host_architecture, image_config, update_layer, write_layout
 
 APPLETS = ("sh", "cat", "ls", "echo", "test", "true", "false", "sleep", "id", "hostname", "stty", "tty", "rm", "mkdir",
-           "touch", "env", "pwd", "wc", "kill", "ps", "head", "tr", "seq")  # fmt: skip
+           "touch", "env", "pwd", "wc", "kill", "ps", "head", "tr", "seq", "httpd", "wget", "nc", "ip", "grep", "cut")  # fmt: skip
 PASSWD = (
     b"root:x:0:0:root:/root:/bin/sh\n"
     b"app:x:1000:1000:app:/home/app:/bin/sh\n"
@@ -159,6 +159,32 @@ class Daemon:
             os.kill(pid, signal.SIGKILL)
         left = subprocess.run(["runc", "--root", str(self.root / "runc"), "list", "-q"], capture_output=True, text=True).stdout
         assert not leaked and not left.split(), f"left behind: shims {leaked}, runc containers {left.split()}"
+        assert not self.mounts(), f"left mounted: {self.mounts()}"
+        assert not self.interfaces(), f"left behind: interfaces {self.interfaces()}"
+
+    def mounts(self) -> list[str]:
+        """Mount points under the data root (overlays, network namespaces)."""
+        with open("/proc/self/mountinfo") as mountinfo:
+            return [line.split()[4] for line in mountinfo if line.split()[4].startswith(str(self.root))]
+
+    def interfaces(self) -> list[str]:
+        """This daemon's bridges (its default one, and those of networks it made) and veths on them."""
+        bridge = self.daemon_env.get("DOCKYARD_BRIDGE_NAME", "dockyard0")
+        found = []
+        for path in Path("/sys/class/net").iterdir():
+            master = path / "master"
+            owner = master.resolve().name if master.exists() else ""
+            if path.name == bridge or owner == bridge or path.name in self.network_bridges or owner in self.network_bridges:
+                found.append(path.name)
+        return found
+
+    @property
+    def network_bridges(self) -> set[str]:
+        names = set()
+        for record in (self.root / "networks").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                names.add(json.loads(record.read_text()).get("bridge") or "")
+        return names - {""}
 
 
 def _shims_under(root: Path) -> list[int]:
@@ -174,6 +200,17 @@ def _shims_under(root: Path) -> list[int]:
         if b"engine.shim" in argv and any(arg.startswith(str(root).encode()) for arg in argv):
             found.append(int(entry.name))
     return found
+
+
+_DAEMONS_STARTED = [0]
+
+
+def network_settings_env() -> dict[str, str]:
+    """A bridge and subnets of its own for each daemon a test starts, so daemons never share one."""
+    index = (os.getpid() + _DAEMONS_STARTED[0]) % 250
+    _DAEMONS_STARTED[0] += 1
+    return {"DOCKYARD_BRIDGE_NAME": f"dyt{index}", "DOCKYARD_BRIDGE_SUBNET": f"10.231.{index}.0/24",
+            "DOCKYARD_NETWORK_POOL": "10.232.0.0/16"}  # fmt: skip
 
 
 def _spawn(root: Path, sock: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -228,7 +265,8 @@ def start_daemon(workdir: Path, env: dict[str, str] | None = None) -> Daemon:
     config_dir.mkdir(exist_ok=True)
     log = workdir / "dockyardd.log"
     sock = short / "d.sock"
-    return Daemon(root, sock, _spawn(root, sock, log, env), log, config_dir, daemon_env=dict(env or {}))
+    env = {**network_settings_env(), **(env or {})}
+    return Daemon(root, sock, _spawn(root, sock, log, env), log, config_dir, daemon_env=env)
 
 
 class Pty:

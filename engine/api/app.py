@@ -112,7 +112,7 @@ def filters(request: web.Request) -> dict[str, list[str]]:
 
 
 def make_app(engine: Any) -> web.Application:
-    from . import build, containers, images, system, volumes
+    from . import build, containers, images, networks, system, volumes
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     app[ENGINE] = engine
@@ -123,4 +123,5 @@ def make_app(engine: Any) -> web.Application:
     images.routes(router)
     build.routes(router)
     volumes.routes(router)
+    networks.routes(router)
     return app

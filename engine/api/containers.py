@@ -7,10 +7,11 @@ import contextlib
 import json
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from aiohttp import web
 
-from ..container_config import status_text
+from ..container_config import network_settings, status_text
 from ..errors import InvalidParameter
 from ..logs import HEADER, STDOUT, frame
 from .app import ENGINE, Router, filters, flag, json_body
@@ -38,11 +39,13 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_containers(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    records = engine.containers.list(all=flag(request, "all"), filters=filters(request), limit=_int(request, "limit", -1) or -1)
+    containers = engine.containers
+    records = containers.list(all=flag(request, "all"), filters=filters(request), limit=_int(request, "limit", -1) or -1)
     now = datetime.now(timezone.utc)
     out = []
     for record in records:
         mode = record.HostConfig.get("NetworkMode") or "default"
+        settings = network_settings(record, containers.networks.networks)
         out.append(
             {
                 "Id": record.Id,
@@ -51,16 +54,29 @@ async def list_containers(request: web.Request) -> web.Response:
                 "ImageID": record.Image,
                 "Command": " ".join([record.Path, *record.Args]),
                 "Created": int(_timestamp(record.Created)),
-                "Ports": [],
+                "Ports": _port_list(settings["Ports"]),
                 "Labels": record.Config.get("Labels") or {},
                 "State": record.State.Status,
                 "Status": status_text(record, now),
                 "HostConfig": {"NetworkMode": mode},
-                "NetworkSettings": {"Networks": {("bridge" if mode == "default" else mode): {}}},
-                "Mounts": [],
+                "NetworkSettings": {"Networks": settings["Networks"]},
+                "Mounts": containers.mount_points(record),
             }
         )
     return web.json_response(out)
+
+
+def _port_list(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """`ps`'s Ports: one entry per published binding, and one per exposed-only port."""
+    listed: list[dict[str, Any]] = []
+    for key, bindings in table.items():
+        number, _, protocol = key.partition("/")
+        if not bindings:
+            listed.append({"PrivatePort": int(number), "Type": protocol or "tcp"})
+        for binding in bindings or []:
+            listed.append({"IP": binding["HostIp"], "PrivatePort": int(number), "PublicPort": int(binding["HostPort"]),
+                           "Type": protocol or "tcp"})  # fmt: skip
+    return listed
 
 
 def _timestamp(text: str) -> float:
