@@ -20,6 +20,7 @@ from .cli_output import ago, ellipsis, table
 from .cli_streams import relay, terminal_size
 from .daemon import DaemonError
 from .daemon.api import start_error_exit_code
+from .port_specs import format_ports, port_settings
 
 COMMAND_WIDTH = 20
 
@@ -79,6 +80,8 @@ def create_body(args: Any) -> dict[str, Any]:
     """The `POST /containers/create` body for `run`/`create` options."""
     tty, interactive = bool(args.tty), bool(args.interactive)
     attach = not getattr(args, "detach", False)
+    exposed, bindings = port_settings(args.publish, args.expose)
+    network = args.network or "default"
     body: dict[str, Any] = {
         "Image": args.image,
         "Cmd": list(args.command) or None,
@@ -93,9 +96,13 @@ def create_body(args: Any) -> dict[str, Any]:
         "WorkingDir": args.workdir or "",
         "User": args.user or "",
         "Hostname": args.hostname or "",
+        "ExposedPorts": exposed or None,
         "HostConfig": {
             "Binds": list(args.volume or []) or None,
-            "NetworkMode": args.network or "default",
+            "NetworkMode": network,
+            "PortBindings": bindings or None,
+            "PublishAllPorts": bool(args.publish_all),
+            "ExtraHosts": list(args.add_host or []) or None,
             "AutoRemove": bool(args.rm),
             "ReadonlyRootfs": bool(args.read_only),
             "RestartPolicy": restart_policy(args.restart),
@@ -104,6 +111,11 @@ def create_body(args: Any) -> dict[str, Any]:
             "PidsLimit": args.pids_limit or 0,
         },
     }
+    if args.network_alias or args.ip:
+        endpoint: dict[str, Any] = {"Aliases": list(args.network_alias or []) or None}
+        if args.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        body["NetworkingConfig"] = {"EndpointsConfig": {network: endpoint}}
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else [""]
     if tty:
@@ -252,7 +264,7 @@ def ps_command(ctx: Context) -> int:
                 shown,
                 ago(created, now),
                 container.get("Status") or "",
-                "",
+                format_ports(container.get("Ports") or []),
                 ",".join(name.lstrip("/") for name in container.get("Names") or []),
             )
         )

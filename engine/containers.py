@@ -470,19 +470,20 @@ class Containers(ExecMixin, NetworkMixin):
     async def _record_exit(self, live: Live, exited: dict[str, Any]) -> None:
         record = live.record
         code = int(exited.get("exit_code", 255))
-        record.State = ContainerState(
-            Status="exited",
-            ExitCode=code,
-            Error=exited.get("error") or "",
-            OOMKilled=bool(exited.get("oom_killed")),
-            StartedAt=record.State.StartedAt,
-            FinishedAt=exited.get("finished_at") or _now(),
-        )
-        record.shim_pid = 0
-        self._save(record)
-        await asyncio.to_thread(self.images.store.set_hold_running, record.Id, False)
-        await self._teardown_network(record)
-        await asyncio.to_thread(self._unmount, record)
+        async with live.lock:  # a start right after `wait` returns waits for the clean-up
+            record.State = ContainerState(
+                Status="exited",
+                ExitCode=code,
+                Error=exited.get("error") or "",
+                OOMKilled=bool(exited.get("oom_killed")),
+                StartedAt=record.State.StartedAt,
+                FinishedAt=exited.get("finished_at") or _now(),
+            )
+            record.shim_pid = 0
+            self._save(record)
+            await asyncio.to_thread(self.images.store.set_hold_running, record.Id, False)
+            await self._teardown_network(record)
+            await asyncio.to_thread(self._unmount, record)
         for waiter in live.exit_waiters:
             if not waiter.done():
                 waiter.set_result(code)

@@ -197,3 +197,33 @@ def test_networking_survives_a_daemon_killed_with_9_and_what_ended_meanwhile_is_
     daemon.docker("rm", "-f", "keeper", "brief", check=True)
     assert refused(port)
     daemon.docker("network", "rm", "durable", check=True)
+
+
+def test_the_dockyard_cli_manages_networks_and_publishes_ports(daemon: Daemon) -> None:
+    created = daemon.dockyard("network", "create", "--subnet", "10.232.210.0/24", "--label", "by=dockyard", "clinet")
+    assert created.returncode == 0, created.stderr
+    listed = daemon.dockyard("network", "ls", "-f", "label=by=dockyard")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert [line.split()[1] for line in listed.stdout.splitlines()[1:]] == ["clinet"]
+    port = free_port()
+    run = daemon.dockyard("run", "-d", "--name", "cliweb", "--network", "clinet", "--network-alias", "front", "--ip", "10.232.210.9",
+                          "-p", f"127.0.0.1:{port}:80", "--expose", "443", IMAGE, "sh", "-c", SERVE)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    try:
+        assert fetch(port).startswith("hello from")
+        assert daemon.dockyard("port", "cliweb").stdout == f"80/tcp -> 127.0.0.1:{port}\n"
+        assert daemon.dockyard("port", "cliweb", "80").stdout == f"127.0.0.1:{port}\n"
+        missing = daemon.dockyard("port", "cliweb", "443")
+        assert missing.returncode != 0 and "No public port '443/tcp' published for cliweb" in missing.stderr
+        ps = daemon.dockyard("ps", "-f", "name=cliweb").stdout
+        assert f"127.0.0.1:{port}->80/tcp, 443/tcp" in ps
+        got = daemon.dockyard("run", "--rm", "--network", "clinet", IMAGE, "wget", "-q", "-O", "-", "http://front/")
+        assert got.returncode == 0 and got.stdout.startswith("hello from")
+        shown = json.loads(daemon.dockyard("network", "inspect", "clinet").stdout)[0]
+        assert [c["IPv4Address"] for c in shown["Containers"].values()] == ["10.232.210.9/24"]
+        bad = daemon.dockyard("run", "--rm", "-p", "127.0.0.1:8080:80/sctp", IMAGE, "true")
+        assert bad.returncode == 2 and "invalid protocol 'sctp'" in bad.stderr
+    finally:
+        daemon.dockyard("rm", "-f", "cliweb")
+    assert daemon.dockyard("network", "rm", "clinet").returncode == 0
+    assert "clinet" not in daemon.dockyard("network", "ls").stdout

@@ -159,6 +159,32 @@ class VolumeApi:
         return self.transport.request("POST", "/volumes/prune", params=params).json()
 
 
+class NetworkApi:
+    transport: UnixTransport
+
+    def create_network(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("POST", "/networks/create", body=body).json()
+
+    def networks(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        params = {"filters": json.dumps(filters)} if filters else None
+        return self.transport.request("GET", "/networks", params=params).json()
+
+    def inspect_network(self, network: str) -> dict[str, Any]:
+        return self.transport.request("GET", f"/networks/{network}").json()
+
+    def remove_network(self, network: str) -> None:
+        self.transport.request("DELETE", f"/networks/{network}").close()
+
+    def connect(self, network: str, container: str, endpoint: dict[str, Any] | None = None) -> None:
+        self.transport.request("POST", f"/networks/{network}/connect", body={"Container": container, "EndpointConfig": endpoint or {}}).close()
+
+    def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        self.transport.request("POST", f"/networks/{network}/disconnect", body={"Container": container, "Force": force}).close()
+
+    def prune_networks(self) -> dict[str, Any]:
+        return self.transport.request("POST", "/networks/prune").json()
+
+
 class ImageApi:
     transport: UnixTransport
 
@@ -245,6 +271,6 @@ def _raise_stream_errors(messages: Iterator[dict[str, Any]]) -> Iterator[dict[st
         yield message
 
 
-class DaemonClient(SystemApi, ContainerApi, ImageApi, VolumeApi):
+class DaemonClient(SystemApi, ContainerApi, ImageApi, VolumeApi, NetworkApi):
     def __init__(self, host: str = DEFAULT_HOST, *, timeout: float | None = None) -> None:
         self.transport = UnixTransport(host, timeout=timeout)
