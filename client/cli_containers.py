@@ -76,6 +76,38 @@ def restart_policy(text: str | None) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
+def parse_mount(spec: str) -> dict[str, Any]:
+    """`--mount type=volume,source=data,target=/data,readonly` as the API's Mount object."""
+    mount: dict[str, Any] = {"Type": "volume"}
+    for field in filter(None, spec.split(",")):
+        key, equals, value = field.partition("=")
+        key = key.strip().lower()
+        if key in ("type",):
+            mount["Type"] = value
+        elif key in ("source", "src"):
+            mount["Source"] = value
+        elif key in ("target", "destination", "dst"):
+            mount["Target"] = value
+        elif key in ("readonly", "ro"):
+            mount["ReadOnly"] = not equals or value.lower() in ("1", "true")
+        elif key == "volume-nocopy":
+            mount.setdefault("VolumeOptions", {})["NoCopy"] = not equals or value.lower() in ("1", "true")
+        elif key == "tmpfs-size":
+            mount.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
+        elif key == "tmpfs-mode":
+            try:
+                mount.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+            except ValueError:
+                raise UsageError(f"invalid tmpfs-mode {value!r} in --mount {spec!r}: an octal mode") from None
+        elif key == "bind-propagation":
+            mount.setdefault("BindOptions", {})["Propagation"] = value
+        else:
+            raise UsageError(f"unexpected key {key!r} in --mount {spec!r}")
+    if not mount.get("Target"):
+        raise UsageError(f"target is required in --mount {spec!r}")
+    return mount
+
+
 def create_body(args: Any) -> dict[str, Any]:
     """The `POST /containers/create` body for `run`/`create` options."""
     tty, interactive = bool(args.tty), bool(args.interactive)
@@ -97,8 +129,11 @@ def create_body(args: Any) -> dict[str, Any]:
         "User": args.user or "",
         "Hostname": args.hostname or "",
         "ExposedPorts": exposed or None,
+        "Volumes": {path: {} for path in args.volume or [] if ":" not in path} or None,
         "HostConfig": {
-            "Binds": list(args.volume or []) or None,
+            "Binds": [spec for spec in args.volume or [] if ":" in spec] or None,
+            "Mounts": [parse_mount(spec) for spec in args.mount or []] or None,
+            "Tmpfs": dict(spec.partition(":")[::2] for spec in args.tmpfs or []) or None,
             "NetworkMode": network,
             "PortBindings": bindings or None,
             "PublishAllPorts": bool(args.publish_all),
@@ -224,7 +259,8 @@ def restart_command(ctx: Context) -> int:
 
 def rm_command(ctx: Context) -> int:
     api = ctx.daemon()
-    return _each(ctx, ctx.args.containers, lambda name: api.remove_container(name, force=ctx.args.force))
+    args = ctx.args
+    return _each(ctx, args.containers, lambda name: api.remove_container(name, force=args.force, volumes=args.volumes))
 
 
 def wait_command(ctx: Context) -> int:

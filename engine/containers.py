@@ -24,7 +24,7 @@ import logging
 import shutil
 import signal as signals
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ from .networks import Networks
 from .records import Container, ContainerFiles, ContainerState, ContainerStore
 from .runc import Runc, parse_signal
 from .shim import ShimSpec, now_text
-from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, command_of
+from .mounts import Mount, mounts_of
+from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, Tmpfs, command_of
 from .users import resolve_user
 from .volumes import Volumes, fill_from_image
 
@@ -160,7 +161,7 @@ class Containers(ExecMixin, NetworkMixin):
             record = live.record
             if record.HostConfig.get("AutoRemove") and not record.State.Running:
                 if record.State.Status == "exited":
-                    await self.remove(record.Id, force=True)
+                    await self.remove(record.Id, force=True, volumes=True)
                 continue
             policy = (record.HostConfig.get("RestartPolicy") or {}).get("Name") or "no"
             if not record.State.Running and (
@@ -201,7 +202,7 @@ class Containers(ExecMixin, NetworkMixin):
         host_config = dict(body.get("HostConfig") or {})
         # the networks themselves are looked up at start, as dockerd does
         network, attachments = attachments_for_create(host_config, body.get("NetworkingConfig"), self.networks)
-        binds = [Bind.parse(text) for text in host_config.get("Binds") or []]
+        binds = [Bind.parse(text) for text in host_config.get("Binds") or []]  # checked, and kept normalised
         Limits.from_host_config(host_config)
         check_restart_policy(host_config)
         image = await self.images.resolve(image_ref)
@@ -209,6 +210,7 @@ class Containers(ExecMixin, NetworkMixin):
         config = merge_config(body, image_config.get("config") or {})
         config["Image"] = image_ref
         ports.port_bindings(host_config, config.get("ExposedPorts"))  # checked now, bound at start
+        anonymous = {mount.destination: new_id() for mount in mounts_of(host_config, config, {}) if mount.anonymous}
         command = command_of(config)
         if not command:
             raise InvalidParameter("No command specified")
@@ -241,15 +243,16 @@ class Containers(ExecMixin, NetworkMixin):
                 manifest_digest=image.manifest_digest,
                 chain_ids=image.chain_ids,
                 networks=attachments,
+                anonymous_volumes=anonymous,
             )
             # reserve the name before the slow part, so two creates cannot both take it
             self.live[container_id] = Live(record)
         files = self.files(record)
         try:
             files.dir.mkdir(parents=True)
-            for bind in binds:
-                if bind.volume:
-                    await asyncio.to_thread(self.volumes.create, bind.source)
+            for mount in self.mounts(record):
+                if mount.type == "volume":
+                    await asyncio.to_thread(self.volumes.create, mount.source, anonymous=mount.anonymous)
             try:
                 await asyncio.to_thread(self.images.store.hold, container_id, image)
             except LookupError:
@@ -353,7 +356,7 @@ class Containers(ExecMixin, NetworkMixin):
         # outside the lock: removal takes it
         if record.HostConfig.get("AutoRemove"):
             with contextlib.suppress(EngineError):
-                await self.remove(record.Id, force=True)
+                await self.remove(record.Id, force=True, volumes=True)
         raise failure
 
     async def _start_failed(self, live: Live, message: str) -> None:
@@ -412,16 +415,21 @@ class Containers(ExecMixin, NetworkMixin):
             env.append("TERM=xterm")
         if "HOME" not in keys:
             env.append(f"HOME={user.home}")
-        binds = []
-        for bind in (Bind.parse(text) for text in record.HostConfig.get("Binds") or []):
-            if bind.volume:
-                self.volumes.create(bind.source)
-                data = self.volumes.data(bind.source)
-                fill_from_image(data, rootfs.resolve_in_root(files.merged, bind.destination))
-                bind = replace(bind, source=str(data))
-            else:  # `-v` creates a missing host directory, as Docker's does
-                Path(bind.source).mkdir(parents=True, exist_ok=True)
-            binds.append(bind)
+        binds: list[Bind | Tmpfs] = []
+        for mount in self.mounts(record):
+            if mount.type == "tmpfs":
+                binds.append(Tmpfs(mount.destination, mount.tmpfs_options))
+                continue
+            source = mount.source
+            if mount.type == "volume":
+                self.volumes.create(mount.source, anonymous=mount.anonymous)
+                data = self.volumes.data(mount.source)
+                if not mount.nocopy:
+                    fill_from_image(data, rootfs.resolve_in_root(files.merged, mount.destination))
+                source = str(data)
+            elif mount.create_source:  # `-v` creates a missing host directory, as Docker's does
+                Path(source).mkdir(parents=True, exist_ok=True)
+            binds.append(Bind(source, mount.destination, mount.readonly))
         process = ProcessSpec(
             args=command_of(config),
             env=env,
@@ -491,7 +499,7 @@ class Containers(ExecMixin, NetworkMixin):
         log.info("container %s exited with %d", record.short_id, code)
         if record.HostConfig.get("AutoRemove") and record.Id in self.live:
             with contextlib.suppress(EngineError):
-                await self.remove(record.Id, force=True)
+                await self.remove(record.Id, force=True, volumes=True)
         elif should_restart(record) and record.Id in self.live:
             record.RestartCount += 1
             record.State.Restarting = True
@@ -620,7 +628,8 @@ class Containers(ExecMixin, NetworkMixin):
 
     # -- remove --------------------------------------------------------------------------------
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """`volumes`: also its anonymous volumes that no other container uses (`rm -v`)."""
         live = self.get(ref)
         record = live.record
         if record.State.Running:
@@ -650,6 +659,11 @@ class Containers(ExecMixin, NetworkMixin):
             await self.runc.delete(record.Id)
             await asyncio.to_thread(self._remove_dir, self.files(record).dir)
             await asyncio.to_thread(self.images.store.release, record.Id)
+            if volumes:
+                for name in record.anonymous_volumes.values():
+                    if not self.volume_users(name):
+                        with contextlib.suppress(EngineError):
+                            await asyncio.to_thread(self.volumes.remove, name, [])
         for waiter in live.removed_waiters:
             if not waiter.done():
                 waiter.set_result(record.State.ExitCode)
@@ -760,25 +774,16 @@ class Containers(ExecMixin, NetworkMixin):
         )
         return document
 
-    def mount_points(self, record: Container) -> list[dict[str, Any]]:
-        return [self._mount_point(Bind.parse(text)) for text in record.HostConfig.get("Binds") or []]
+    def mounts(self, record: Container) -> list[Mount]:
+        return mounts_of(record.HostConfig, record.Config, record.anonymous_volumes)
 
-    def _mount_point(self, bind: Bind) -> dict[str, Any]:
-        if bind.volume:
-            return {"Type": "volume", "Name": bind.source, "Source": str(self.volumes.data(bind.source)), "Destination": bind.destination,
-                    "Driver": "local", "Mode": "ro" if bind.readonly else "z", "RW": not bind.readonly, "Propagation": ""}  # fmt: skip
-        return {"Type": "bind", "Source": bind.source, "Destination": bind.destination, "Mode": "ro" if bind.readonly else "",
-                "RW": not bind.readonly, "Propagation": "rprivate"}  # fmt: skip
+    def mount_points(self, record: Container) -> list[dict[str, Any]]:
+        return [mount.shown(str(self.volumes.data(mount.source)) if mount.type == "volume" else "") for mount in self.mounts(record)]
 
     def volume_users(self, name: str) -> list[str]:
         """IDs of the containers (running or not) that mount the volume `name`."""
-        users = []
-        for live in self.live.values():
-            for text in live.record.HostConfig.get("Binds") or []:
-                bind = Bind.parse(text)
-                if bind.volume and bind.source == name:
-                    users.append(live.record.Id)
-        return users
+        return [live.record.Id for live in self.live.values()
+                if any(m.type == "volume" and m.source == name for m in self.mounts(live.record))]  # fmt: skip
 
     def _lower_dirs(self, record: Container) -> list[str]:
         snapshots = [self.images.store.snapshot(chain) for chain in reversed(record.chain_ids)]

@@ -111,6 +111,8 @@ class Container(BaseModel):
     """Stopped or killed by a user: restart policies leave it be (`always` only until the daemon restarts)."""
     networks: dict[str, EndpointConfig] = Field(default_factory=dict)
     """The networks it is attached to, by name (bridge modes only), kept while it is stopped."""
+    anonymous_volumes: dict[str, str] = Field(default_factory=dict)
+    """The anonymous volumes made for it (its image's VOLUMEs, `-v /path`), name by destination."""
     sandbox: Sandbox | None = None
     """Set from the moment its network namespace exists until it is torn down."""
 

@@ -65,6 +65,21 @@ class Bind:
     def spec(self) -> str:
         return f"{self.source}:{self.destination}{':ro' if self.readonly else ''}"
 
+    def to_oci(self) -> dict[str, Any]:
+        options = ["rbind", "rprivate"] + (["ro"] if self.readonly else [])
+        return {"destination": self.destination, "type": "bind", "source": self.source, "options": options}
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    destination: str
+    options: tuple[str, ...] = ()
+    """Docker's defaults (nosuid, nodev, noexec) come first; the user's options win."""
+
+    def to_oci(self) -> dict[str, Any]:
+        return {"destination": self.destination, "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", *self.options]}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -105,7 +120,8 @@ class RuntimeSpec:
     """A network namespace made beforehand (bridge networks) to join; None: a new, empty one."""
     etc_files: dict[str, str] = field(default_factory=dict)
     """container path -> host file (hosts, hostname, resolv.conf)."""
-    binds: tuple[Bind, ...] = ()
+    binds: tuple[Bind | Tmpfs, ...] = ()
+    """The container's mounts (binds, volumes as binds, tmpfs), parents first."""
     limits: Limits | None = None
     cgroups_path: str | None = None
 
@@ -127,9 +143,7 @@ class RuntimeSpec:
         ]  # fmt: skip
         for destination, source in self.etc_files.items():
             mounts.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rprivate"]})
-        for bind in self.binds:
-            options = ["rbind", "rprivate"] + (["ro"] if bind.readonly else [])
-            mounts.append({"destination": bind.destination, "type": "bind", "source": bind.source, "options": options})
+        mounts.extend(mount.to_oci() for mount in self.binds)
         resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
         if self.limits is not None:
             resources.update(self.limits.to_oci())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -227,3 +228,55 @@ def test_the_dockyard_cli_manages_networks_and_publishes_ports(daemon: Daemon) -
         daemon.dockyard("rm", "-f", "cliweb")
     assert daemon.dockyard("network", "rm", "clinet").returncode == 0
     assert "clinet" not in daemon.dockyard("network", "ls").stdout
+
+
+COMPOSE_FILE = """
+version: "3.8"
+services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /www && cp /data/index.html /www/ 2>/dev/null || echo served by web > /www/index.html; exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:{port}:80"]
+    volumes: ["content:/data"]
+  caller:
+    image: {image}
+    command: ["sh", "-c", "until wget -q -O /data/fetched http://web/; do sleep 0.2; done; cat /data/fetched; exec sleep 600"]
+    depends_on: [web]
+    volumes: ["content:/data"]
+volumes:
+  content: {{}}
+"""
+
+
+def test_docker_compose_runs_a_two_service_app_and_down_v_leaves_nothing(daemon: Daemon, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(image=IMAGE, port=port))
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker-compose", "--no-ansi", "-p", "shop", *args], cwd=tmp_path, env=daemon.env,
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
+
+    before = veths()
+    up = compose("up", "-d")
+    assert up.returncode == 0, up.stderr
+    try:
+        assert fetch(port) == "served by web\n"
+        deadline = time.monotonic() + 20
+        while "served by web" not in (logs := compose("logs", "caller").stdout) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "served by web" in logs
+        ps = compose("ps")
+        assert ps.returncode == 0 and "shop_web_1" in ps.stdout and "shop_caller_1" in ps.stdout
+        assert f"127.0.0.1:{port}->80/tcp" in ps.stdout and ps.stdout.count(" Up ") == 2
+        network = inspect(daemon, "network", "shop_default")
+        assert network["Labels"]["com.docker.compose.project"] == "shop" and len(network["Containers"]) == 2
+        assert inspect(daemon, "volume", "shop_content")["Labels"]["com.docker.compose.volume"] == "content"
+        # the caller wrote into the shared volume what it fetched from the web service by name
+        assert daemon.docker("exec", "shop_web_1", "cat", "/data/fetched", check=True).stdout == "served by web\n"
+    finally:
+        down = compose("down", "-v", "-t", "1")
+    assert down.returncode == 0, down.stderr
+    assert daemon.docker("ps", "-aq", check=True).stdout == ""
+    assert "shop_default" not in daemon.docker("network", "ls", "--format", "{{.Name}}", check=True).stdout.split()
+    assert "shop_content" not in daemon.docker("volume", "ls", "-q", check=True).stdout.split()
+    assert refused(port) and veths() == before

@@ -1,13 +1,16 @@
-"""Named volumes, restart policies and resource limits on a real dockyardd (part of what
-`docker compose`-style apps need; bridge networks and published ports are not built yet)."""
+"""Volumes (named, anonymous from VOLUME and `-v /path`, `--mount`, tmpfs), restart policies and
+resource limits on a real dockyardd: what `docker compose`-style apps need beside networks
+(tests/test_engine_networks.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.engine import Daemon, engine_world
@@ -61,6 +64,76 @@ def test_a_new_volume_is_created_on_first_use_and_filled_from_the_image(daemon: 
     assert "seeded" in pruned.stdout
     invalid = daemon.docker("volume", "create", "bad/name")
     assert invalid.returncode == 1 and "invalid characters for a local volume name" in invalid.stderr
+
+
+def volume_names(daemon: Daemon) -> set[str]:
+    return set(daemon.docker("volume", "ls", "-q", check=True).stdout.split())
+
+
+def test_image_volumes_are_anonymous_volumes_that_rm_v_and_run_rm_remove(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.docker("create", "--name", "volume-base", IMAGE, "true", check=True)
+    daemon.docker("commit", "--change", "VOLUME /state", "volume-base", "busybox:with-volume", check=True)
+    daemon.docker("rm", "volume-base", check=True)
+    before = volume_names(daemon)
+    daemon.docker("run", "-d", "--name", "anon", "busybox:with-volume", "sh", "-c", "echo kept > /state/f; sleep 600", check=True)
+    mounts = inspect(daemon, "anon")["Mounts"]
+    assert [(m["Type"], m["Destination"], len(m["Name"])) for m in mounts] == [("volume", "/state", 64)]
+    anonymous = mounts[0]["Name"]
+    assert anonymous in volume_names(daemon)
+    daemon.docker("exec", "anon", "sh", "-c", "test -f /state/f", check=True)
+    assert "/state/f" not in daemon.docker("diff", "anon", check=True).stdout  # the volume is not the container's layer
+    daemon.docker("rm", "-f", "-v", "anon", check=True)
+    assert volume_names(daemon) == before
+    # `-v /path` too; without -v the volume stays (prune takes it); `run --rm` removes its own
+    daemon.docker("run", "--name", "scratchy", "-v", "/scratch", IMAGE, "sh", "-c", "echo x > /scratch/y", check=True)
+    left = inspect(daemon, "scratchy")["Mounts"][0]["Name"]
+    daemon.docker("rm", "scratchy", check=True)
+    assert left in volume_names(daemon)
+    assert left in daemon.docker("volume", "prune", "-f", check=True).stdout
+    daemon.docker("run", "--rm", "-v", "/scratch", "-v", "named-stays:/named", "busybox:with-volume", "true", check=True)
+    assert volume_names(daemon) == before | {"named-stays"}
+    daemon.docker("volume", "rm", "named-stays", check=True)
+    # a build through a VOLUME leaves no volume behind
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox:with-volume\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n")
+    daemon.docker("build", "-q", "-t", "busybox:built-on-volume", str(context), check=True)
+    assert volume_names(daemon) == before
+    daemon.docker("rmi", "busybox:built-on-volume", "busybox:with-volume", check=True)
+
+
+def test_mount_and_tmpfs_mounts(daemon: Daemon, tmp_path: Path) -> None:
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "given").write_text("from the host\n")
+    shown = daemon.docker(
+        "run", "--name", "mounted", "--mount", f"type=bind,source={host},target=/in,readonly",
+        "--mount", "type=volume,source=mounted-data,target=/data", "--mount", "type=tmpfs,target=/fast,tmpfs-size=1m",
+        "--tmpfs", "/run/app:size=2m,mode=1770", IMAGE, "sh", "-c",
+        "cat /in/given; touch /in/x 2>/dev/null && echo writable; echo v > /data/v; echo t > /fast/t; grep -E ' /(fast|run/app) ' /proc/mounts",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "from the host" and "writable" not in lines
+    fast = next(line for line in lines if " /fast " in line)
+    app = next(line for line in lines if " /run/app " in line)
+    assert fast.startswith("tmpfs /fast tmpfs") and "size=1024k" in fast and "nosuid" in fast and "noexec" in fast
+    assert "size=2048k" in app and "mode=1770" in app
+    kinds = {m["Destination"]: m["Type"] for m in inspect(daemon, "mounted")["Mounts"]}
+    assert kinds == {"/in": "bind", "/data": "volume", "/fast": "tmpfs", "/run/app": "tmpfs"}
+    assert "/fast/t" not in daemon.docker("diff", "mounted", check=True).stdout
+    daemon.docker("rm", "-v", "mounted", check=True)
+    assert "mounted-data" in volume_names(daemon)  # a named volume is never removed by rm -v
+    daemon.docker("volume", "rm", "mounted-data", check=True)
+    missing = daemon.docker("run", "--rm", "--mount", f"type=bind,source={tmp_path}/absent,target=/x", IMAGE, "true")
+    assert missing.returncode != 0 and "bind source path does not exist" in missing.stderr
+    with contextlib.closing(docker.DockerClient(base_url=daemon.host, version="1.43")) as client:
+        with pytest.raises(docker.errors.APIError) as error:
+            client.api.create_container(IMAGE, "true", host_config=client.api.create_host_config(binds=["dup:/same"], tmpfs={"/same": ""}))
+        assert error.value.status_code == 400 and "Duplicate mount point: /same" in str(error.value)
+    bad = daemon.docker("run", "--rm", "--tmpfs", "/t:bogus=1", IMAGE, "true")
+    assert bad.returncode != 0 and "invalid tmpfs option" in bad.stderr
+    assert "dup" not in volume_names(daemon)
 
 
 def test_restart_on_failure_restarts_at_most_n_times(daemon: Daemon) -> None:
@@ -124,3 +197,19 @@ def test_dockyard_drives_volumes_limits_and_restart_policies(daemon: Daemon) -> 
     assert daemon.dockyard("volume", "rm", "dy-vol").stdout == "dy-vol\n"
     bad = daemon.dockyard("run", "--rm", "-m", "lots", IMAGE, "true")
     assert bad.returncode == 2 and "invalid size: 'lots'" in bad.stderr
+
+
+def test_dockyard_mounts_tmpfs_and_anonymous_volumes(daemon: Daemon) -> None:
+    before = volume_names(daemon)
+    ran = daemon.dockyard("run", "--name", "dy-mounts", "-v", "/anon", "--mount", "type=volume,source=dy-named,target=/named",
+                          "--mount", "type=tmpfs,target=/t,tmpfs-size=512k", "--tmpfs", "/u:size=1m", IMAGE,
+                          "sh", "-c", "echo a > /anon/a; echo n > /named/n; grep -E ' /(t|u) ' /proc/mounts")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "tmpfs /t tmpfs" in ran.stdout and "size=512k" in ran.stdout and "size=1024k" in ran.stdout
+    mounts = {m["Destination"]: m for m in inspect(daemon, "dy-mounts")["Mounts"]}
+    assert mounts["/anon"]["Type"] == "volume" and mounts["/named"]["Name"] == "dy-named" and mounts["/t"]["Type"] == "tmpfs"
+    assert daemon.dockyard("rm", "-v", "dy-mounts").returncode == 0
+    assert volume_names(daemon) == before | {"dy-named"}
+    daemon.dockyard("volume", "rm", "dy-named")
+    bad = daemon.dockyard("run", "--rm", "--mount", "type=volume,target=/x,colour=blue", IMAGE, "true")
+    assert bad.returncode == 2 and "unexpected key 'colour'" in bad.stderr

@@ -100,8 +100,8 @@ class ContainerApi:
         """The wait request, answered (headers) before the container starts; read `.json()` later."""
         return self.transport.request("POST", f"/containers/{container}/wait", params={"condition": condition})
 
-    def remove_container(self, container: str, *, force: bool = False) -> None:
-        self.transport.request("DELETE", f"/containers/{container}", params={"force": force}).close()
+    def remove_container(self, container: str, *, force: bool = False, volumes: bool = False) -> None:
+        self.transport.request("DELETE", f"/containers/{container}", params={"force": force, "v": volumes}).close()
 
     def resize(self, container: str, height: int, width: int) -> None:
         self.transport.request("POST", f"/containers/{container}/resize", params={"h": height, "w": width}).close()

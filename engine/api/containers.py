@@ -137,7 +137,7 @@ async def unpause(request: web.Request) -> web.Response:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await request.app[ENGINE].containers.remove(request.match_info["id"], force=flag(request, "force"))
+    await request.app[ENGINE].containers.remove(request.match_info["id"], force=flag(request, "force"), volumes=flag(request, "v"))
     return web.Response(status=204)
 
 

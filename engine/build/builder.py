@@ -608,7 +608,7 @@ class Builder:
         remove = self.options.force_remove or (self.options.remove and not failed) or not announce
         if remove:
             with contextlib.suppress(EngineError):
-                await self.containers.remove(container_id, force=True)
+                await self.containers.remove(container_id, force=True, volumes=True)
             if not failed and announce:
                 self.emit(f"Removing intermediate container {container_id[:12]}\n")
 
@@ -711,7 +711,7 @@ class Builder:
                 await self.containers.unmount_rootfs(container_id)
         except BaseException:
             with contextlib.suppress(EngineError):
-                await self.containers.remove(container_id, force=True)
+                await self.containers.remove(container_id, force=True, volumes=True)
             raise
         await self._commit(state, container_id, probe, created_by, announce=False)
 
