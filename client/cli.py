@@ -180,6 +180,12 @@ def _run_options(sub: argparse.ArgumentParser, *, run: bool) -> None:
     sub.add_argument("-m", "--memory", metavar="BYTES", help="memory limit (e.g. 256m)")
     sub.add_argument("--cpus", type=float, metavar="N", help="CPUs the container may use (e.g. 1.5)")
     sub.add_argument("--pids-limit", type=int, metavar="N", help="at most N processes")
+    sub.add_argument("--health-cmd", metavar="COMMAND", help="a shell command whose exit status says whether it is healthy")
+    sub.add_argument("--health-interval", metavar="DURATION", help="time between checks (e.g. 30s)")
+    sub.add_argument("--health-timeout", metavar="DURATION", help="time a check may take (e.g. 30s)")
+    sub.add_argument("--health-start-period", metavar="DURATION", help="time during which failures do not count")
+    sub.add_argument("--health-retries", type=int, metavar="N", help="failures in a row that make it unhealthy")
+    sub.add_argument("--no-healthcheck", action="store_true", help="turn off the image's HEALTHCHECK")
     sub.add_argument("image", metavar="IMAGE")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND ...")
 

@@ -76,6 +76,35 @@ def restart_policy(text: str | None) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
+def parse_duration(text: str) -> int:
+    """`1m30s`, `500ms`, `2h`, `10s` (Go's durations, as docker takes them) in nanoseconds."""
+    import re
+
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise UsageError(f"invalid duration {text!r}: e.g. 30s, 1m30s, 500ms")
+    return int(sum(float(number) * units[unit] for number, unit in parts))
+
+
+def health_check(args: Any) -> dict[str, Any] | None:
+    if args.no_healthcheck:
+        if args.health_cmd:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    check: dict[str, Any] = {}
+    if args.health_cmd:
+        check["Test"] = ["CMD-SHELL", args.health_cmd]
+    for key, value in (("Interval", args.health_interval), ("Timeout", args.health_timeout), ("StartPeriod", args.health_start_period)):
+        if value:
+            check[key] = parse_duration(value)
+    if args.health_retries is not None:
+        if args.health_retries < 0:
+            raise UsageError("--health-retries cannot be negative")
+        check["Retries"] = args.health_retries
+    return check or None
+
+
 def parse_mount(spec: str) -> dict[str, Any]:
     """`--mount type=volume,source=data,target=/data,readonly` as the API's Mount object."""
     mount: dict[str, Any] = {"Type": "volume"}
@@ -146,6 +175,9 @@ def create_body(args: Any) -> dict[str, Any]:
             "PidsLimit": args.pids_limit or 0,
         },
     }
+    check = health_check(args)
+    if check:
+        body["Healthcheck"] = check
     if args.network_alias or args.ip:
         endpoint: dict[str, Any] = {"Aliases": list(args.network_alias or []) or None}
         if args.ip:

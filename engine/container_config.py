@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import EngineError, InvalidParameter
+from .health import merge_health_check
 from .records import ZERO_TIME, Container
 from .spec import merge_env
 
@@ -98,6 +99,9 @@ def merge_config(body: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
         config["StopSignal"] = image["StopSignal"]
     if image.get("OnBuild") and not config.get("OnBuild"):
         config["OnBuild"] = image["OnBuild"]
+    check = merge_health_check(config.pop("Healthcheck", None), image.get("Healthcheck"))
+    if check:
+        config["Healthcheck"] = check
     return config
 
 
@@ -157,7 +161,10 @@ def status_text(record: Container, now: datetime | None = None) -> str:
     if state.Running:
         started = parse_time(state.StartedAt)
         text = "Up " + (human_duration((now - started).total_seconds()) if started else "Less than a second")
-        return text + " (Paused)" if state.Paused else text
+        if state.Paused:
+            return text + " (Paused)"
+        health = (state.Health or {}).get("Status")
+        return f"{text} (health: starting)" if health == "starting" else f"{text} ({health})" if health else text
     if state.Restarting:
         finished = parse_time(state.FinishedAt)
         since = human_duration((now - finished).total_seconds()) if finished else "Less than a second"
@@ -188,6 +195,8 @@ def matches_filters(record: Container, filters: dict[str, list[str]]) -> bool:
                 name, equals, wanted = value.partition("=")
                 if name not in labels or (equals and labels[name] != wanted):
                     return False
+        if key == "health" and ((record.State.Health or {}).get("Status") or "none") not in values:
+            return False
         if key == "exited" and (record.State.Status != "exited" or str(record.State.ExitCode) not in values):
             return False
         if key == "ancestor" and not any(value in (record.ImageRef, record.Image) or record.Image.split(":")[-1].startswith(value) for value in values):

@@ -51,6 +51,7 @@ from .errors import (
 )
 from .container_networks import NetworkMixin, attachments_for_create
 from .execs import Exec, ExecMixin
+from .health import HealthMixin
 from .images import ImageService
 from .logs import read_records, select
 from .names import new_id, random_name, validate_name
@@ -93,13 +94,14 @@ class Live:
     exit_waiters: list[asyncio.Future[int]] = field(default_factory=list)
     removed_waiters: list[asyncio.Future[int]] = field(default_factory=list)
     monitor: asyncio.Task[None] | None = None
+    health: asyncio.Task[None] | None = None
 
 
 def _now() -> str:
     return now_text()
 
 
-class Containers(ExecMixin, NetworkMixin):
+class Containers(ExecMixin, NetworkMixin, HealthMixin):
     def __init__(self, data_root: Path, images: ImageService, runc: Runc, networks: Networks, *, stop_timeout: int = 10) -> None:
         self.data_root = data_root
         self.images = images
@@ -182,6 +184,7 @@ class Containers(ExecMixin, NetworkMixin):
                 pass
             else:
                 live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
+                self._start_health(live)
                 log.info("re-adopted running container %s", record.short_id)
                 return
             exited = shimclient.read_exit(run_dir)
@@ -350,6 +353,8 @@ class Containers(ExecMixin, NetworkMixin):
                 self._save(record)
                 await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
                 live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
+                self._start_health(live)
+                self._save(record)
                 log.info("started container %s", record.short_id)
                 return
             await self._start_failed(live, failure.message)
@@ -478,8 +483,10 @@ class Containers(ExecMixin, NetworkMixin):
     async def _record_exit(self, live: Live, exited: dict[str, Any]) -> None:
         record = live.record
         code = int(exited.get("exit_code", 255))
+        self._stop_health(live)
         async with live.lock:  # a start right after `wait` returns waits for the clean-up
             record.State = ContainerState(
+                Health=record.State.Health,
                 Status="exited",
                 ExitCode=code,
                 Error=exited.get("error") or "",
@@ -747,6 +754,8 @@ class Containers(ExecMixin, NetworkMixin):
         record = self.get(ref).record
         files = self.files(record)
         document = record.model_dump(include={"Id", "Created", "Path", "Args", "State", "Image", "Name", "RestartCount", "Driver", "Platform"})
+        if document["State"].get("Health") is None:
+            document["State"].pop("Health", None)  # shown only for a container with a health check, as Docker
         document.update(
             {
                 "ResolvConfPath": str(files.dir / "resolv.conf"),

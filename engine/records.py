@@ -45,6 +45,8 @@ class ContainerState(BaseModel):
     Error: str = ""
     StartedAt: str = ZERO_TIME
     FinishedAt: str = ZERO_TIME
+    Health: dict[str, Any] | None = None
+    """With a health check: {"Status": starting|healthy|unhealthy, "FailingStreak", "Log"} (engine.health)."""
 
 
 class EndpointConfig(BaseModel):

@@ -213,3 +213,51 @@ def test_dockyard_mounts_tmpfs_and_anonymous_volumes(daemon: Daemon) -> None:
     daemon.dockyard("volume", "rm", "dy-named")
     bad = daemon.dockyard("run", "--rm", "--mount", "type=volume,target=/x,colour=blue", IMAGE, "true")
     assert bad.returncode == 2 and "unexpected key 'colour'" in bad.stderr
+
+
+def health(daemon: Daemon, name: str) -> dict:
+    return inspect(daemon, name)["State"].get("Health") or {}
+
+
+def test_health_checks_run_by_the_daemon_show_in_inspect_and_ps(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.docker("run", "-d", "--name", "checked", "--health-cmd", "test -f /tmp/ok && echo fine", "--health-interval", "200ms",
+                  "--health-retries", "2", IMAGE, "sh", "-c", "sleep 2; touch /tmp/ok; sleep 600", check=True)  # fmt: skip
+    assert health(daemon, "checked")["Status"] == "starting"
+    assert "(health: starting)" in daemon.docker("ps", "-f", "name=checked", check=True).stdout
+    eventually(lambda: health(daemon, "checked").get("Status") == "unhealthy")
+    assert health(daemon, "checked")["FailingStreak"] >= 2
+    assert daemon.docker("ps", "-q", "-f", "health=unhealthy", check=True).stdout.strip() == inspect(daemon, "checked")["Id"][:12]
+    eventually(lambda: health(daemon, "checked").get("Status") == "healthy")
+    state = health(daemon, "checked")
+    assert state["FailingStreak"] == 0 and len(state["Log"]) <= 5
+    assert state["Log"][-1]["ExitCode"] == 0 and state["Log"][-1]["Output"] == "fine\n"
+    assert "(healthy)" in daemon.docker("ps", "-f", "name=checked", check=True).stdout
+    assert inspect(daemon, "checked")["ExecIDs"] is None  # probes are not the container's execs
+    daemon.docker("rm", "-f", "checked", check=True)
+
+    daemon.docker("run", "-d", "--name", "slow-check", "--health-cmd", "sleep 5", "--health-timeout", "300ms",
+                  "--health-interval", "200ms", "--health-retries", "1", IMAGE, "sleep", "600", check=True)  # fmt: skip
+    eventually(lambda: health(daemon, "slow-check").get("Status") == "unhealthy")
+    probe = health(daemon, "slow-check")["Log"][-1]
+    assert probe["ExitCode"] == -1 and "Health check exceeded timeout (0.3s)" in probe["Output"]
+    daemon.docker("rm", "-f", "slow-check", check=True)
+
+    # an image's HEALTHCHECK applies, and --no-healthcheck turns it off
+    context = tmp_path / "checked-image"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {IMAGE}\nHEALTHCHECK --interval=200ms --retries=1 CMD [\"true\"]\nCMD [\"sleep\", \"600\"]\n")
+    daemon.docker("build", "-q", "-t", "busybox:checked", str(context), check=True)
+    daemon.docker("run", "-d", "--name", "image-check", "busybox:checked", check=True)
+    eventually(lambda: health(daemon, "image-check").get("Status") == "healthy")
+    daemon.docker("run", "-d", "--name", "unchecked", "--no-healthcheck", "busybox:checked", check=True)
+    time.sleep(0.6)
+    assert "Health" not in inspect(daemon, "unchecked")["State"]
+    daemon.docker("rm", "-f", "image-check", "unchecked", check=True)
+    ran = daemon.dockyard("run", "-d", "--name", "dy-check", "--health-cmd", "true", "--health-interval", "200ms", IMAGE, "sleep", "600")
+    assert ran.returncode == 0, ran.stderr
+    eventually(lambda: health(daemon, "dy-check").get("Status") == "healthy")
+    assert "(healthy)" in daemon.dockyard("ps", "-f", "name=dy-check").stdout
+    daemon.dockyard("rm", "-f", "dy-check")
+    bad = daemon.dockyard("run", "--rm", "--health-cmd", "true", "--health-interval", "soon", IMAGE, "true")
+    assert bad.returncode == 2 and "invalid duration 'soon'" in bad.stderr
+    daemon.docker("rmi", "busybox:checked", check=True)
