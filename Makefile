@@ -6,10 +6,13 @@ LISTEN ?= 0.0.0.0:5000
 DATA ?= ./data
 # Debian packages the test suite drives: real third-party clients, the reference registry, and
 # chromium for the web page test (Playwright drives it; `playwright install` is never run), runc
-# for the engine, and docker.io (Debian's dockerd) as the reference engine the engine is compared with.
-APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc docker.io nginx chromium docker-compose
+# for the engine with the CNI plugins and iptables for its networks, docker.io (Debian's dockerd) as the reference
+# engine the engine is compared with, and docker-compose, which the engine must serve.
+APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc containernetworking-plugins iptables docker.io nginx chromium docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# what the engine itself needs on a host
+DAEMON_PACKAGES := runc containernetworking-plugins iptables
 DAEMON_HOST ?= unix:///run/dockyard.sock
 DAEMON_DATA ?= /var/lib/dockyard
 
@@ -32,7 +35,8 @@ run: $(VENV)/.runtime
 	$(BIN)/dockyard-registry serve --listen $(LISTEN) --storage-root $(DATA)
 
 daemon: $(VENV)/.runtime
-	@command -v runc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq runc; }
+	@missing=$$(for package in $(DAEMON_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || echo $$package; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	$(SUDO) $(BIN)/dockyardd --host $(DAEMON_HOST) --data-root $(DAEMON_DATA)
 
 apt-packages:

@@ -77,8 +77,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.pending: dict[Any, list[bytes]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if addr in self.peers:
@@ -104,6 +103,11 @@ class _Udp(asyncio.DatagramProtocol):
         for data in self.pending.pop(addr, []):
             transport.sendto(data)
 
+    def close(self) -> None:
+        for transport, _ in self.peers.values():
+            transport.close()
+        self.peers.clear()
+
     async def reap(self) -> None:
         while True:
             await asyncio.sleep(UDP_IDLE / 4)
@@ -121,6 +125,7 @@ class Proxy:
         self.forwards = forwards
         self.servers: list[asyncio.AbstractServer] = []
         self.transports: list[asyncio.BaseTransport] = []
+        self.udp: list[_Udp] = []
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -134,6 +139,7 @@ class Proxy:
             else:
                 transport, protocol = await loop.create_datagram_endpoint(lambda f=forward: _Udp(f), sock=sock)
                 self.transports.append(transport)
+                self.udp.append(protocol)
                 self.tasks.append(asyncio.ensure_future(protocol.reap()))
 
     def close(self) -> None:
@@ -142,5 +148,7 @@ class Proxy:
             server.close()
         for transport in self.transports:
             transport.close()
+        for udp in self.udp:
+            udp.close()
         for task in self.tasks:
             task.cancel()

@@ -161,6 +161,16 @@ class Daemon:
         assert not leaked and not left.split(), f"left behind: shims {leaked}, runc containers {left.split()}"
         assert not self.mounts(), f"left mounted: {self.mounts()}"
         assert not self.interfaces(), f"left behind: interfaces {self.interfaces()}"
+        assert not self.nat_rules(), f"left behind: NAT rules {self.nat_rules()}"
+
+    def nat_rules(self) -> list[str]:
+        """iptables NAT rules the CNI bridge plugin made for this daemon's networks (named by network ID)."""
+        ids = set()
+        for record in (self.root / "networks").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                ids.add(json.loads(record.read_text())["Id"])
+        listed = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout.splitlines()
+        return [rule for rule in listed if any(network_id in rule for network_id in ids)]
 
     def mounts(self) -> list[str]:
         """Mount points under the data root (overlays, network namespaces)."""

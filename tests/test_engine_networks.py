@@ -280,3 +280,18 @@ def test_docker_compose_runs_a_two_service_app_and_down_v_leaves_nothing(daemon:
     assert "shop_default" not in daemon.docker("network", "ls", "--format", "{{.Name}}", check=True).stdout.split()
     assert "shop_content" not in daemon.docker("volume", "ls", "-q", check=True).stdout.split()
     assert refused(port) and veths() == before
+
+
+def test_publish_all_gives_each_exposed_port_a_free_host_port(daemon: Daemon) -> None:
+    daemon.docker("create", "--name", "expose-base", IMAGE, "true", check=True)
+    daemon.docker("commit", "--change", "EXPOSE 80/tcp", "expose-base", "busybox:exposed", check=True)
+    daemon.docker("rm", "expose-base", check=True)
+    daemon.docker("run", "-d", "--name", "published", "-P", "busybox:exposed", "sh", "-c", SERVE, check=True)
+    try:
+        bindings = inspect(daemon, "container", "published")["NetworkSettings"]["Ports"]["80/tcp"]
+        assert len(bindings) == 1 and bindings[0]["HostIp"] == "0.0.0.0" and int(bindings[0]["HostPort"]) > 0
+        assert fetch(int(bindings[0]["HostPort"])).startswith("hello from")
+        assert daemon.docker("port", "published", "80", check=True).stdout.strip() == f"0.0.0.0:{bindings[0]['HostPort']}"
+    finally:
+        daemon.docker("rm", "-f", "published", check=True)
+        daemon.docker("rmi", "busybox:exposed", check=True)
