@@ -45,6 +45,7 @@ class EngineSettings(FlagsOverEnvironment):
     bridge_name: str = Field(default="dockyard0", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$",
                              description="the Linux bridge of the default `bridge` network")  # fmt: skip
     bridge_subnet: IPv4Network = Field(default=IPv4Network("172.30.0.0/16"), description="the default bridge's subnet")
+    ip_masquerade: bool = Field(default=True, description="outbound NAT for bridge networks (iptables), as dockerd's --ip-masq")
     network_pool: IPv4Network = Field(
         default=IPv4Network("172.31.0.0/16"), description="where user-defined networks without a subnet get theirs (/24 each)"
     )

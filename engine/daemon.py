@@ -58,7 +58,7 @@ class Engine:
         self.images = ImageService(self.store, client_settings)
         self.runc = Runc(settings.runtime, root / "runc")
         self.networks = Networks(root / "networks", bridge_name=settings.bridge_name, bridge_subnet=str(settings.bridge_subnet),
-                                 pool=str(settings.network_pool))  # fmt: skip
+                                 pool=str(settings.network_pool), ip_masquerade=settings.ip_masquerade)  # fmt: skip
         self.networks.load()
         self.containers = Containers(root, self.images, self.runc, self.networks, stop_timeout=settings.stop_timeout)
         self.daemon_id = _daemon_id(root)

@@ -107,8 +107,10 @@ def host_routes(exclude_interfaces: set[str]) -> list[tuple[str, ipaddress.IPv4N
 
 
 class Networks:
-    def __init__(self, root: Path, *, bridge_name: str, bridge_subnet: str, pool: str, pool_prefix: int = 24) -> None:
+    def __init__(self, root: Path, *, bridge_name: str, bridge_subnet: str, pool: str, pool_prefix: int = 24,
+                 ip_masquerade: bool = True) -> None:  # fmt: skip
         self.root = root
+        self.ip_masquerade = ip_masquerade
         self.ipam_dir = root / "ipam"
         self.bridge_name = bridge_name
         self.bridge_subnet = ipaddress.IPv4Network(bridge_subnet)
@@ -297,7 +299,7 @@ class Networks:
         if not network.Internal:
             ipam["routes"] = [{"dst": "0.0.0.0/0"}]
         return {"name": network.Id, "type": "bridge", "bridge": network.bridge, "isGateway": not network.Internal,
-                "ipMasq": not network.Internal, "hairpinMode": False, "ipam": ipam}  # fmt: skip
+                "ipMasq": self.ip_masquerade and not network.Internal, "hairpinMode": False, "ipam": ipam}  # fmt: skip
 
     async def attach(self, network: Network, container_id: str, netns: str, ifname: str, address: str | None = None) -> Endpoint:
         args = ""
