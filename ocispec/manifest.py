@@ -85,6 +85,8 @@ class ParsedManifest(BaseModel):
     artifact_type: str | None
     """artifactType, or for an image manifest without one, its config's media type."""
     annotations: dict[str, str] | None
+    sizes: dict[str, int] = {}
+    """The size each descriptor claims, by digest, to be checked against what is stored."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -111,7 +113,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate `body` as a manifest sent with `content_type` and list what it references."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise ManifestInvalid("manifest is not acceptable JSON: nested too deeply") from None
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of thousands of digits
         raise ManifestInvalid(f"manifest is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest must be a JSON object")
@@ -148,6 +152,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
                 subject=index.subject,
                 artifact_type=index.artifact_type,
                 annotations=index.annotations,
+                sizes={entry.digest: entry.size for entry in index.manifests},
             )
         manifest = ImageManifest.model_validate(document)
     except ValidationError as error:
@@ -159,4 +164,5 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         subject=manifest.subject,
         artifact_type=manifest.artifact_type or manifest.config.media_type,
         annotations=manifest.annotations,
+        sizes={entry.digest: entry.size for entry in [manifest.config, *manifest.layers]},
     )

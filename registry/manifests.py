@@ -21,7 +21,7 @@ from storage_backends import ObjectNotFound, StorageBackend
 
 from . import layout
 from .blobs import Blobs
-from .errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
+from .errors import BlobUnknown, DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
 from .repositories import Repositories
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
@@ -114,11 +114,20 @@ class Manifests:
         return PushedManifest(digest, subject, parsed.media_type)
 
     async def _require_references(self, name: str, parsed: ParsedManifest) -> None:
-        blob_checks = [self.blobs.is_linked(name, digest) for digest in parsed.blobs]
-        manifest_checks = [self.storage.exists(layout.manifest_revision(name, digest)) for digest in parsed.manifests]
-        results = await asyncio.gather(*blob_checks, *manifest_checks)
+        """Every blob and child manifest it names is in the repository, with the size its
+        descriptor claims (a lie would make clients and the web page trust a wrong length)."""
+        blob_checks = [self._stored_blob_size(name, digest) for digest in parsed.blobs]
+        manifest_checks = [self._stored_manifest_size(name, digest) for digest in parsed.manifests]
+        sizes = await asyncio.gather(*blob_checks, *manifest_checks)
         wanted = [*parsed.blobs, *parsed.manifests]
-        missing = [str(digest) for digest, present in zip(wanted, results) if not present]
+        missing = [str(digest) for digest, size in zip(wanted, sizes) if size is None]
+        for digest, size in zip(wanted, sizes):
+            claimed = parsed.sizes.get(str(digest))
+            if size is not None and claimed is not None and claimed != size:
+                raise ManifestInvalid(
+                    f"the descriptor of {digest} gives size {claimed}, but the stored content has {size} bytes",
+                    detail={"digest": str(digest), "size": claimed, "stored": size},
+                )
         if missing:
             kinds = "blob" if len(parsed.blobs) else "manifest"
             raise ManifestBlobUnknown(
@@ -126,6 +135,21 @@ class Manifests:
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                 detail={"digests": missing},
             )
+
+    async def _stored_blob_size(self, name: str, digest: Digest) -> int | None:
+        try:
+            return (await self.blobs.stat(name, digest)).size
+        except BlobUnknown:
+            return None
+
+    async def _stored_manifest_size(self, name: str, digest: Digest) -> int | None:
+        try:
+            revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
+            if isinstance(revision.get("size"), int):
+                return int(revision["size"])
+            return (await self.storage.stat(layout.blob(digest))).size  # a record from before sizes were kept
+        except ObjectNotFound:
+            return None
 
     # -- pull ------------------------------------------------------------------------------
     async def resolve(self, name: str, reference: Reference) -> Digest:

@@ -4,6 +4,12 @@ Atomic writes are a temporary file beside the destination, fsync, rename, then f
 directory, so a kill -9 or power loss leaves either the old object or the new one. Blocking
 file calls run in the default thread pool, never on the event loop. Temporary and appendable
 files carry a leading `.` and are therefore never listed.
+
+A delete removes the directories it leaves empty (so listings show no dead prefixes). A write
+beside it may therefore find the directory it has just made gone before its first file lands
+in it; every write makes its directory and creates its file through `_in_directory`, which
+makes the directory again and retries when that happens. Once a file is in a directory, no
+prune can remove it.
 """
 
 from __future__ import annotations
@@ -15,19 +21,41 @@ import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, check_path
 
 READ_CHUNK = 1024 * 1024
+DIRECTORY_RACE_RETRIES = 50
+T = TypeVar("T")
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # what was renamed into it was deleted meanwhile, and the directory pruned
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _in_directory(directory: Path, create: Callable[[], T], source: Path | None = None) -> T:
+    """`create()` (which makes a file in `directory`, by O_CREAT or by renaming `source` into
+    it) after making the directory; again if a concurrent delete pruned the directory in between."""
+    for _ in range(DIRECTORY_RACE_RETRIES):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):
+            continue  # a parent was pruned while mkdir walked down, or the directory went after EEXIST
+        try:
+            return create()
+        except FileNotFoundError:
+            if source is not None and not source.exists():
+                raise  # not the directory: the file to rename is gone
+    directory.mkdir(parents=True, exist_ok=True)
+    return create()
 
 
 async def _write_chunk(fd: int, data: bytes) -> None:
@@ -77,8 +105,7 @@ class FilesystemBackend(StorageBackend):
         target = self._full(path)
         # A short temporary name: the target's own name may already be near NAME_MAX (255).
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
-        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        fd = await asyncio.to_thread(os.open, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = await asyncio.to_thread(_in_directory, target.parent, lambda: os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         size = 0
         try:
             async for chunk in chunks:
@@ -106,9 +133,8 @@ class FilesystemBackend(StorageBackend):
         await asyncio.to_thread(self._put_small, target, data)
 
     def _put_small(self, target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = _in_directory(target.parent, lambda: os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         try:
             _write_all(fd, data)
             os.fsync(fd)
@@ -193,9 +219,10 @@ class FilesystemBackend(StorageBackend):
         src, dst = self._full(source), self._full(destination)
 
         def rename() -> None:
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not src.is_file():
+                raise ObjectNotFound(source)
             try:
-                os.replace(src, dst)
+                _in_directory(dst.parent, lambda: os.replace(src, dst), source=src)
             except FileNotFoundError:
                 raise ObjectNotFound(source) from None
             _fsync_dir(dst.parent)
@@ -228,9 +255,8 @@ class FilesystemBackend(StorageBackend):
 
     async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._appendable(path)
-        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         start = await asyncio.to_thread(self._committed_size, path)
-        fd = await asyncio.to_thread(os.open, target, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = await asyncio.to_thread(_in_directory, target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
         try:
             os.ftruncate(fd, start)
             os.lseek(fd, start, os.SEEK_SET)
@@ -269,16 +295,15 @@ class FilesystemBackend(StorageBackend):
         source, target = self._appendable(path), self._full(destination)
 
         def publish() -> None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source.parent.mkdir(parents=True, exist_ok=True)  # nothing appended yet: commit an empty object
             size = self._committed_size(path)
-            fd = os.open(source, os.O_WRONLY | os.O_CREAT, 0o644)
+            # nothing appended yet: commit an empty object
+            fd = _in_directory(source.parent, lambda: os.open(source, os.O_WRONLY | os.O_CREAT, 0o644))
             try:
                 os.ftruncate(fd, size)  # drop any torn tail left by a crash
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(source, target)
+            _in_directory(target.parent, lambda: os.replace(source, target), source=source)
             _fsync_dir(target.parent)
             self._committed_size_file(path).unlink(missing_ok=True)
 
