@@ -8,11 +8,15 @@ the limit, which bounds abuse without a shared counter service.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MAX_TRACKED_CLIENTS = 100_000
 
@@ -72,3 +76,48 @@ class SlidingWindowLimiter:
     def _forget_idle(self, now: float) -> None:
         for key in [k for k, events in self._events.items() if not events or events[-1] <= now - self.window]:
             del self._events[key]
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+class SignInGate:
+    """Failed attempts (a sliding window) plus the attempts still in flight, per key: an
+    attempt runs only while both together stay under the limit (registry.signin)."""
+
+    def __init__(self, failures: SlidingWindowLimiter) -> None:
+        self.failures = failures
+        self.in_flight: Counter[str] = Counter()
+        self._changed: asyncio.Condition | None = None
+
+    @property
+    def changed(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def attempt(self, key: str, check: Callable[[], Awaitable[T | None]]) -> T | None:
+        async with self.changed:
+            while True:
+                decision = self.failures.peek(key)
+                if not decision.allowed:
+                    raise Throttled(decision.retry_after)
+                if decision.remaining > self.in_flight[key]:
+                    break
+                await self.changed.wait()
+            self.in_flight[key] += 1
+        user: T | None = None
+        try:
+            user = await check()
+        finally:
+            async with self.changed:
+                self.in_flight[key] -= 1
+                if self.in_flight[key] <= 0:
+                    del self.in_flight[key]
+                if user is None:
+                    self.failures.record(key)
+                self.changed.notify_all()
+        return user

@@ -14,7 +14,7 @@ from .config import RegistryOptions, Settings
 from .hub.accounts import Accounts
 from .hub.webhooks import Webhooks
 from .manifests import Manifests
-from .ratelimit import SlidingWindowLimiter
+from .ratelimit import SignInGate, SlidingWindowLimiter
 from .repositories import Repositories
 from .uploads import Uploads
 
@@ -34,7 +34,7 @@ class Services:
     signer: TokenSigner | None
     """Signs bearer tokens; None when auth is disabled."""
     pull_limiter: SlidingWindowLimiter | None
-    sign_in_throttle: SlidingWindowLimiter
+    sign_in_gate: SignInGate
     webhooks: Webhooks
 
     @property
@@ -61,7 +61,7 @@ class Services:
             manifests=Manifests(storage, blobs, repositories),
             accounts=accounts,
             signer=signer,
-            sign_in_throttle=SlidingWindowLimiter(auth.sign_in_failures, auth.sign_in_window),
+            sign_in_gate=SignInGate(SlidingWindowLimiter(auth.sign_in_failures, auth.sign_in_window)),
             pull_limiter=SlidingWindowLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
             webhooks=Webhooks(storage, allow_private_networks=settings.webhooks.allow_private_networks),
         )

@@ -1,12 +1,21 @@
 """Every password or access-token check of the HTTP layer goes through here, so failures are
 throttled per client address and user name (`auth.sign_in_failures` per `auth.sign_in_window`):
-past the limit, 429 with Retry-After, even for the right password, until the window passes."""
+past the limit, 429 with Retry-After, even for the right password, until the window passes.
+
+Attempts in flight count: a check takes ~65 ms (bcrypt), so a burst of parallel guesses would
+otherwise all pass the limit before the first failure is recorded. An attempt is admitted only
+while the failures recorded plus the attempts still being checked stay under the limit; one
+that would exceed it waits for those in flight to end, then is admitted (they succeeded) or
+refused (they failed). Successes are never counted, so a client's parallel requests with the
+right password all pass.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .hub.models import User
+from .ratelimit import Throttled
 from .services import services
 
 
@@ -23,11 +32,9 @@ async def sign_in(request: web.Request, username: str, secret: str) -> User | No
     """The user those credentials prove, None when they prove nothing; TooManySignIns when
     this client has failed for that user name too often lately."""
     registry = services(request)
-    key = f"{request.remote}|{username}"
-    decision = registry.sign_in_throttle.peek(key)
-    if not decision.allowed:
-        raise TooManySignIns(decision.retry_after)
-    user = await registry.accounts.authenticate(username, secret)
-    if user is None:
-        registry.sign_in_throttle.record(key)
-    return user
+    try:
+        return await registry.sign_in_gate.attempt(
+            f"{request.remote}|{username}", lambda: registry.accounts.authenticate(username, secret)
+        )
+    except Throttled as refused:
+        raise TooManySignIns(refused.retry_after) from None

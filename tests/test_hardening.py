@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import traceback
 from pathlib import Path
 
+import aiohttp
+from yarl import URL
+
 from storage_backends.filesystem import FilesystemBackend
+from tests.hub import ADMIN, basic, create_user, hub_client
 from tests.oci import error_codes, location_of, push_blob, push_image, random_blob, random_image
 
 ROUNDS = 60
@@ -145,3 +150,57 @@ async def test_an_index_entry_size_must_match_the_child_manifest(client) -> None
                                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})  # fmt: skip
     assert response.status == 400 and "size" in (await response.text()).lower()
 
+
+
+async def _raw(client, method: str, path: str, **kwargs):
+    """A request whose path goes out exactly as written (`%2e%2e` not resolved), as curl --path-as-is sends it."""
+    base = str(client.make_url("/")).rstrip("/")
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, URL(base + path, encoded=True), **kwargs) as response:
+            return response.status, await response.text()
+
+
+async def test_admin_api_checks_every_path_name_and_body(aiohttp_client, storage) -> None:
+    client = await hub_client(aiohttp_client, storage)
+    admin = basic(*ADMIN)
+    for path in ("/api/v1/users/%2e%2e/tokens", "/api/v1/users/..%2f..%2fx/tokens", "/api/v1/users/A%00B/tokens"):
+        for method in ("GET", "POST"):
+            status, text = await _raw(client, method, path, headers=admin, json={"name": "t"})
+            assert status == 400 and "invalid account name" in json.loads(text)["error"], (method, path, status, text)
+    assert (await _raw(client, "DELETE", "/api/v1/users/%2e%2e/tokens/abc", headers=admin))[0] == 400
+    assert (await _raw(client, "DELETE", "/api/v1/users/root-admin/tokens/%2e%2e", headers=admin))[0] == 404
+    assert (await _raw(client, "GET", "/api/v1/orgs/%2e%2e", headers=admin))[0] == 400
+    assert (await _raw(client, "PUT", "/api/v1/orgs/%2e%2e/members/x", headers=admin, json={"role": "read"}))[0] == 400
+    for body in (_deep(100_000, "array"), _deep(100_000, "object"), b'{"name": "u1", "password": ' + b"9" * 5000 + b"}"):
+        response = await client.post("/api/v1/users", data=body, headers={**admin, "Content-Type": "application/json"})
+        assert response.status == 400, (response.status, await response.text())
+    assert (await client.get("/api/v1/users", headers=admin)).status == 200
+
+
+async def test_parallel_wrong_passwords_are_each_counted_by_the_throttle(aiohttp_client, storage) -> None:
+    client = await hub_client(aiohttp_client, storage, sign_in_failures=5, sign_in_window=600)
+    await create_user(client, "alice", "right-password")
+    answers = await asyncio.gather(*(client.get("/token", headers=basic("alice", f"guess-{n}")) for n in range(40)))
+    statuses = [answer.status for answer in answers]
+    assert statuses.count(401) == 5 and statuses.count(429) == 35, sorted(statuses)
+    # a success is not counted: the right password, five times in parallel, all pass (for bob)
+    await create_user(client, "bob", "bob-password")
+    passes = await asyncio.gather(*(client.get("/token", headers=basic("bob", "bob-password")) for _ in range(8)))
+    assert [answer.status for answer in passes] == [200] * 8
+
+
+async def test_token_secrets_take_as_long_for_absent_users_as_for_present_ones(aiohttp_client, storage) -> None:
+    client = await hub_client(aiohttp_client, storage, sign_in_failures=1000)
+    await create_user(client, "alice", "right-password")
+    fake = "dkp_0123456789abcdef_" + "x" * 43
+
+    async def timed(user: str) -> float:
+        began = time.perf_counter()
+        response = await client.get("/token", headers=basic(user, fake))
+        assert response.status == 401
+        return time.perf_counter() - began
+
+    present = sorted([await timed("alice") for _ in range(15)])[7]
+    absent = sorted([await timed("nobody-here") for _ in range(15)])[7]
+    # a bcrypt is ~50 ms or more; a token lookup a few ms: the medians must be of the same kind
+    assert absent < present * 3 + 0.01 and present < absent * 3 + 0.01, (present, absent)

@@ -131,13 +131,19 @@ class Accounts:
         return [name.removesuffix(".json") for name in await self.storage.list("hub/users")]
 
     async def authenticate(self, name: str, secret: str) -> User | None:
-        """The user whose password, or one of whose personal access tokens, is `secret`."""
+        """The user whose password, or one of whose personal access tokens, is `secret`.
+
+        The work is the same whether or not the user exists (a token lookup for a token, a
+        bcrypt for a password), so timing tells nobody which names are taken."""
         user = await self.user(name)
-        if user is None:
-            await _hash_password(secret)  # same cost whether or not the user exists
-            return None
         if secret.startswith(TOKEN_PREFIX):
-            return user if await self._token_matches(name, secret) else None
+            if not _is_account_name(name):
+                return None  # no such name can exist
+            matches = await self._token_matches(name, secret)  # the same lookup whether or not the user exists
+            return user if user is not None and matches else None
+        if user is None:
+            await _hash_password(secret)
+            return None
         return user if await _check_password(secret, user.password_hash) else None
 
     # -- personal access tokens ----------------------------------------------------------------
@@ -228,6 +234,14 @@ class Accounts:
             settings = RepositorySettings(name=name, visibility=self.default_visibility)
             await self.save_repository(settings)
         return settings
+
+
+def _is_account_name(name: str) -> bool:
+    try:
+        validate_account_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 async def _hash_password(password: str) -> str:

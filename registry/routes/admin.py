@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ocispec.names import InvalidName, validate_repository
 
 from ..hub.accounts import HubError, NotFound
-from ..hub.models import Role, User, Visibility, Webhook
+from ..hub.models import Role, User, Visibility, Webhook, validate_account_name
 from ..hub.permissions import repository_actions
 from ..hub.webhooks import EventKind
 from ..services import services
@@ -81,10 +81,26 @@ async def signed_in(request: web.Request) -> User:
     return user
 
 
+def _path_account(request: web.Request, key: str) -> str:
+    """A user or organization name from the path, checked before it reaches storage."""
+    try:
+        return validate_account_name(request.match_info[key])
+    except ValueError as error:
+        raise HubError(str(error)) from None
+
+
+def _path_id(request: web.Request, key: str) -> str:
+    """A token or webhook ID from the path: the hex the registry made, nothing else."""
+    value = request.match_info[key]
+    if not (1 <= len(value) <= 64) or not value.isalnum() or not value.isascii():
+        raise NotFound(f"no {key.replace('_id', '')} {value!r}")
+    return value
+
+
 async def _self_or_admin(request: web.Request) -> str:
     """The `{user}` of the path, which only that user or a site admin may manage."""
+    name = _path_account(request, "user")
     user = await signed_in(request)
-    name = request.match_info["user"]
     if not user.admin and user.name != name:
         raise Forbidden("only the user themself or a site admin may do this")
     return name
@@ -93,7 +109,9 @@ async def _self_or_admin(request: web.Request) -> str:
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(await request.json())
-    except ValueError as error:
+    except RecursionError:
+        raise HubError("request body is nested too deeply") from None
+    except ValueError as error:  # not JSON, or an integer of thousands of digits
         if isinstance(error, ValidationError):
             raise
         raise HubError("request body must be JSON") from None
@@ -171,7 +189,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     name = await _self_or_admin(request)
-    await services(request).accounts.revoke_token(name, request.match_info["token_id"])
+    await services(request).accounts.revoke_token(name, _path_id(request, "token_id"))
     return web.Response(status=204)
 
 
@@ -184,16 +202,18 @@ async def create_organization(request: web.Request) -> web.Response:
 
 
 async def get_organization(request: web.Request) -> web.Response:
+    org_name = _path_account(request, "org")
     user = await signed_in(request)
-    org = await services(request).accounts.require_organization(request.match_info["org"])
+    org = await services(request).accounts.require_organization(org_name)
     if not user.admin and user.name not in org.members:
         raise NotFound(f"no organization {org.name!r}")
     return web.json_response({"name": org.name, "members": org.members})
 
 
 async def _org_admin(request: web.Request) -> str:
+    org_name = _path_account(request, "org")
     user = await signed_in(request)
-    org = await services(request).accounts.require_organization(request.match_info["org"])
+    org = await services(request).accounts.require_organization(org_name)
     if not user.admin and org.members.get(user.name) != "admin":
         raise Forbidden(f"only admins of {org.name!r} manage its members")
     return org.name
@@ -202,13 +222,13 @@ async def _org_admin(request: web.Request) -> str:
 async def set_member(request: web.Request) -> web.Response:
     org_name = await _org_admin(request)
     body = await _body(request, Membership)
-    org = await services(request).accounts.set_member(org_name, request.match_info["user"], body.role)
+    org = await services(request).accounts.set_member(org_name, _path_account(request, "user"), body.role)
     return web.json_response({"name": org.name, "members": org.members})
 
 
 async def remove_member(request: web.Request) -> web.Response:
     org_name = await _org_admin(request)
-    await services(request).accounts.set_member(org_name, request.match_info["user"], None)
+    await services(request).accounts.set_member(org_name, _path_account(request, "user"), None)
     return web.Response(status=204)
 
 
@@ -293,7 +313,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def delete_webhook(request: web.Request) -> web.Response:
     settings = await _visible_repository(request, await caller(request), "admin")
-    await services(request).webhooks.store.remove(settings.name, request.match_info["webhook_id"])
+    await services(request).webhooks.store.remove(settings.name, _path_id(request, "webhook_id"))
     return web.Response(status=204)
 
 
