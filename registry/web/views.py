@@ -282,8 +282,10 @@ async def _read_config(services: Services, name: str, descriptor: Descriptor) ->
         return None
     try:
         info = await services.blobs.stat(name, descriptor.parsed_digest)
+        if info.size > MAX_CONFIG_SIZE:  # the stored size, not the claimed one: never read a large blob for display
+            return None
         return parse_config(json.loads(await services.storage.get_bytes(info.key)))
-    except (RegistryError, ObjectNotFound, ValueError):
+    except (RegistryError, ObjectNotFound, ValueError, RecursionError):
         return None
 
 
