@@ -7,6 +7,9 @@ older than a grace period. Run it while no client pushes (registry stopped, or p
 off, as distribution's `garbage-collect` requires): a push may link an unlinked blob by
 mount or by re-upload at any moment, and the grace period only protects content written
 recently, not old content a racing mount links again.
+
+It also reclaims what interrupted writes left behind and nobody touched within the grace
+period: temporary files of a process killed mid-write, unfinished S3 multipart uploads.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class Collection:
     """Unlinked but younger than the grace period."""
     deleted: list[str] = field(default_factory=list)
     freed_bytes: int = 0
+    leftovers: int = 0
+    """Temporary files and unfinished multipart uploads of interrupted writes, reclaimed."""
+    leftover_bytes: int = 0
 
 
 async def _all(storage: StorageBackend, prefix: str) -> list[str]:
@@ -70,4 +76,5 @@ async def collect(storage: StorageBackend, *, grace: float = 3600.0, dry_run: bo
                     await storage.delete(key)
                 result.deleted.append(digest)
                 result.freed_bytes += info.size
+    result.leftovers, result.leftover_bytes = await storage.reclaim_leftovers(grace, dry_run=dry_run, now=now)
     return result

@@ -125,12 +125,15 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, settings: Sett
         verb = "would delete" if args.dry_run else "deleted"
         return "\n".join(
             [*result.deleted, f"{result.linked} digests linked; {verb} {len(result.deleted)} blobs ({result.freed_bytes} bytes); "
-             f"{len(result.kept_recent)} unlinked blobs younger than the grace period kept"]
+             f"{len(result.kept_recent)} unlinked blobs younger than the grace period kept; "
+             f"{verb} {result.leftovers} leftovers of interrupted writes ({result.leftover_bytes} bytes)"]
         )
     if args.command == "uploads":
         registry = Services.over(accounts.storage, settings)
         purged = await registry.uploads.purge_stale(args.older_than * 3600)
-        return "\n".join([*purged, f"purged {len(purged)} upload sessions"])
+        leftovers, leftover_bytes = await accounts.storage.reclaim_leftovers(args.older_than * 3600)
+        return "\n".join([*purged, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
+                                   f"({leftover_bytes} bytes)"])
     repositories = await accounts.all_repositories()
     await accounts.search.rebuild(repositories)
     return f"indexed {len(repositories)} repositories"

@@ -151,6 +151,13 @@ class StorageBackend(ABC):
     async def abort_append(self, path: str) -> None:
         """Discard an appendable object and everything appended to it."""
 
+    @abstractmethod
+    async def reclaim_leftovers(self, older_than: float, *, dry_run: bool = False, now: float | None = None) -> tuple[int, int]:
+        """Remove what interrupted writes left behind (temporary files of a process killed
+        mid-write; unfinished multipart uploads) untouched for `older_than` seconds, and
+        return (how many, bytes). Never touches a write still in progress: those are
+        touched continually, or are younger than any sane grace period."""
+
     # -- serving ---------------------------------------------------------------------------
     async def local_file(self, path: str) -> str | None:
         """A filesystem path the server may sendfile() from, when the backend has one."""

@@ -18,6 +18,7 @@ import asyncio
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -312,6 +313,31 @@ class FilesystemBackend(StorageBackend):
     async def abort_append(self, path: str) -> None:
         await asyncio.to_thread(self._appendable(path).unlink, True)
         await asyncio.to_thread(self._committed_size_file(path).unlink, True)
+
+    async def reclaim_leftovers(self, older_than: float, *, dry_run: bool = False, now: float | None = None) -> tuple[int, int]:
+        """The `.tmp-*` files of writes that never reached their rename (and size-record temporaries)."""
+        cutoff = (time.time() if now is None else now) - older_than
+
+        def sweep() -> tuple[int, int]:
+            count = size = 0
+            for directory, _, files in os.walk(self.root):
+                for name in files:
+                    if not (name.startswith(".tmp-") or ".size.tmp-" in name):
+                        continue
+                    path = Path(directory, name)
+                    try:
+                        info = path.stat()
+                    except FileNotFoundError:
+                        continue  # published or cleaned up meanwhile
+                    if info.st_mtime > cutoff:
+                        continue
+                    if not dry_run:
+                        path.unlink(missing_ok=True)
+                        self._prune_empty_parents(path.parent)
+                    count, size = count + 1, size + info.st_size
+            return count, size
+
+        return await asyncio.to_thread(sweep)
 
     async def local_file(self, path: str) -> str | None:
         full = self._full(path)

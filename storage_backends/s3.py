@@ -85,6 +85,7 @@ import functools
 import json
 import math
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -258,6 +259,26 @@ class S3Backend(StorageBackend):
 
     def _key(self, path: str) -> str:
         return self.prefix + check_path(path)
+
+    async def reclaim_leftovers(self, older_than: float, *, dry_run: bool = False, now: float | None = None) -> tuple[int, int]:
+        """Unfinished multipart uploads under the prefix (a process killed between create and
+        complete); their parts' bytes are counted, then the upload is aborted."""
+        cutoff = (time.time() if now is None else now) - older_than
+        count = size = 0
+        params: dict[str, Any] = {"Prefix": self.prefix} if self.prefix else {}
+        while True:
+            page = await self._call("list_multipart_uploads", self.prefix or "/", **params)
+            for upload in page.get("Uploads") or []:
+                if upload["Initiated"].timestamp() > cutoff:
+                    continue
+                parts = await self._call("list_parts", upload["Key"], Key=upload["Key"], UploadId=upload["UploadId"])
+                size += sum(part.get("Size", 0) for part in parts.get("Parts") or [])
+                count += 1
+                if not dry_run:
+                    await self._call_shielded("abort_multipart_upload", upload["Key"], Key=upload["Key"], UploadId=upload["UploadId"])
+            if not page.get("IsTruncated"):
+                return count, size
+            params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
 
     def _append_dir(self, path: str) -> str:
         """Key prefix (ending in `/`) of the hidden objects of the appendable object `path`."""

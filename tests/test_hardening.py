@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -17,6 +21,7 @@ from ocispec import mediatypes
 from registry.app import create_app
 from registry.manifests import Manifests
 from storage_backends.filesystem import FilesystemBackend
+from tests.conftest import RegistryProcess, s3_settings_env, start_registry, stop_process
 from tests.hub import ADMIN, basic, create_user, hub_client
 from tests.oci import Blob, error_codes, location_of, push_blob, push_image, random_blob, random_image
 
@@ -231,3 +236,54 @@ async def test_the_web_page_reads_no_large_config_whatever_its_descriptor_claims
     page = await client.get("/r/web/liar/-/tags/v1")
     assert page.status == 200
     assert "read-the-whole-blob" not in await page.text()
+
+
+def _push_then_kill(registry: RegistryProcess, size: int) -> None:
+    """Start a monolithic blob upload of `size` bytes, send most of it, and kill -9 the registry."""
+    with socket.create_connection((registry.host, registry.port)) as connection:
+        digest = "sha256:" + "0" * 64
+        connection.sendall(
+            f"POST /v2/crash/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {registry.host}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n".encode()
+        )
+        chunk = os.urandom(1 << 20)
+        for _ in range(size // len(chunk) - 2):
+            connection.sendall(chunk)
+        time.sleep(1.0)  # the registry has written what it received
+        registry.process.kill()
+        registry.process.wait(10)
+
+
+def _gc(registry: RegistryProcess, env: dict[str, str] | None) -> str:
+    args = [sys.executable, "-m", "registry", "gc", "--grace", "0", "--storage-root", str(registry.root)]
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_write_killed_mid_blob_leaves_nothing_gc_does_not_reclaim(tmp_path: Path) -> None:
+    registry = start_registry(tmp_path / "crash-data")
+    try:
+        _push_then_kill(registry, 32 << 20)
+    finally:
+        stop_process(registry.process)
+    leftovers = [path for path in (tmp_path / "crash-data").rglob(".tmp-*")]
+    assert leftovers and sum(path.stat().st_size for path in leftovers) > 16 << 20  # what the crash left
+    report = _gc(registry, None)
+    assert "deleted 1 leftovers of interrupted writes" in report, report
+    assert not list((tmp_path / "crash-data").rglob(".tmp-*"))
+    assert sum(path.stat().st_size for path in (tmp_path / "crash-data").rglob("*") if path.is_file()) < 1 << 20
+
+
+def test_a_write_killed_mid_blob_on_s3_leaves_no_multipart_upload_after_gc(tmp_path: Path, s3_bucket) -> None:
+    env = s3_settings_env(s3_bucket, prefix="crash")
+    registry = start_registry(tmp_path / "crash-s3", env=env)
+    try:
+        _push_then_kill(registry, 40 << 20)
+    finally:
+        stop_process(registry.process)
+    s3 = s3_bucket.server.client()
+    assert s3.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads"), "the crash left an unfinished multipart upload"
+    report = _gc(registry, env)
+    assert "deleted 1 leftovers of interrupted writes" in report, report
+    assert not s3.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
