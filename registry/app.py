@@ -7,6 +7,7 @@ from aiohttp import web
 from storage_backends import StorageBackend
 
 from .auth import Authenticator
+from . import maintenance
 from .config import Settings
 from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
 from .routes import blobs, listing, manifests, referrers, search, token, uploads
@@ -34,6 +35,7 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     app.on_startup.append(_ensure_admin)
     app.on_cleanup.append(_close_storage)
     app.cleanup_ctx.append(registry.webhooks.run)  # cleaned up before _close_storage
+    app.cleanup_ctx.append(maintenance.run)
 
     route = app.router.add_route
     add_observability(app)

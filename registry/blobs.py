@@ -2,7 +2,10 @@
 
 A blob is served from a repository only while that repository links it. Deleting a blob from
 a repository removes the link, never the shared content: content is reclaimed only by garbage
-collection (`registry.gc`), so a concurrent push that is about to reference it is never broken.
+collection (`registry.gc`), which first moves what nothing references into `trash/` and deletes
+it only at a later run. Every access to content goes through `content_info`, which brings
+trashed content back, so a push racing gc (a HEAD that made the client skip an upload, a
+mount, a manifest PUT naming the blob) finds it, or learns cleanly that it is gone.
 """
 
 from __future__ import annotations
@@ -37,19 +40,35 @@ class Blobs:
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """Size of a blob the repository links; BlobUnknown otherwise."""
         key = layout.blob(digest)
-        linked, info = await asyncio.gather(self.is_linked(name, digest), self._stat_or_none(key))
+        linked, info = await asyncio.gather(self.is_linked(name, digest), self.content_info(digest))
         if not linked or info is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name!r}", detail={"digest": str(digest)})
         return BlobInfo(digest, info.size, key)
 
-    async def _stat_or_none(self, key: str) -> ObjectInfo | None:
+    async def content_info(self, digest: Digest) -> ObjectInfo | None:
+        """The stored content of `digest` (brought back from gc's trash if it is there), or None."""
         try:
-            return await self.storage.stat(key)
+            return await self.storage.stat(layout.blob(digest))
+        except ObjectNotFound:
+            pass
+        if not await self.restore(digest):
+            return None
+        try:
+            return await self.storage.stat(layout.blob(digest))
         except ObjectNotFound:
             return None
 
+    async def restore(self, digest: Digest) -> bool:
+        """Move trashed content back to `blobs/`; False when it is not in the trash (any more)."""
+        try:
+            await self.storage.move(layout.trashed_blob(digest), layout.blob(digest))
+        except ObjectNotFound:
+            return False
+        await self.storage.delete(layout.trashed_since(digest))
+        return True
+
     async def is_stored(self, digest: Digest) -> bool:
-        return await self.storage.exists(layout.blob(digest))
+        return await self.content_info(digest) is not None
 
     async def link(self, name: str, digest: Digest) -> None:
         link = layout.layer_link(name, digest)
@@ -68,9 +87,8 @@ class Blobs:
         """
         if source is not None and not await self.is_linked(source, digest):
             return None
-        try:
-            info = await self.storage.stat(layout.blob(digest))
-        except ObjectNotFound:
+        info = await self.content_info(digest)
+        if info is None:
             return None
         await self.link(name, digest)
         return BlobInfo(digest, info.size, layout.blob(digest))

@@ -81,11 +81,19 @@ class StorageSettings(BaseModel):
     s3: S3Settings = S3Settings()
 
 
+class GcSettings(BaseModel):
+    interval: float = Field(default=0, ge=0, description="seconds between background garbage collections; 0: none")
+    grace: float = Field(default=3600, ge=0, description="seconds unreferenced content is kept, and then kept in the trash")
+    delete_untagged: bool = Field(default=False, description="also remove manifests no tag reaches")
+
+
 class RegistryOptions(BaseModel):
     automatic_mount: bool = Field(
         default=True,
         description="POST ?mount=<digest> without from= links the blob when the registry has it",
     )
+    upload_ttl: float = Field(default=86400, gt=0, description="seconds after which an unfinished upload session is purged")
+    gc: GcSettings = GcSettings()
 
 
 class RateLimitSettings(BaseModel):

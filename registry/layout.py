@@ -9,8 +9,11 @@ from __future__ import annotations
 from ocispec.digest import Digest
 
 
+BLOBS = "blobs"
+
+
 def blob(digest: Digest) -> str:
-    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
+    return f"{BLOBS}/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
 
 
 def repository(name: str) -> str:
@@ -55,6 +58,18 @@ def upload_state(upload_id: str) -> str:
 
 def upload_data(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/data"
+
+
+TRASH = "trash"
+
+
+def trashed_blob(digest: Digest) -> str:
+    """Content garbage collection has taken out of `blobs/`; any access brings it back."""
+    return f"{TRASH}/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}/data"
+
+
+def trashed_since(digest: Digest) -> str:
+    return f"{TRASH}/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}/since"
 
 
 CATALOG = "catalog"

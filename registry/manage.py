@@ -14,7 +14,7 @@ from typing import Any
 from .config import Settings
 from .hub.accounts import Accounts, HubError
 from .hub.models import RepositorySettings
-from .gc import collect
+from .gc import collect, report
 from .server import open_storage
 from .services import Services
 
@@ -61,9 +61,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     purge = uploads.add_parser("purge", parents=[common], help="delete upload sessions abandoned by clients")
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS", help="age in hours (default 24)")
 
-    gc = commands.add_parser("gc", parents=[common], help="delete blob content no repository links (run with pushes stopped)")
-    gc.add_argument("--grace", type=float, default=1.0, metavar="HOURS", help="keep unlinked content younger than this (default 1)")
-    gc.add_argument("--dry-run", action="store_true", help="report what would be deleted")
+    gc = commands.add_parser("gc", parents=[common], help="reclaim content no manifest references (safe while clients push)")
+    gc.add_argument("--grace", type=float, default=1.0, metavar="HOURS",
+                    help="keep unreferenced content younger than this, and trashed content this long (default 1)")
+    gc.add_argument("--dry-run", action="store_true", help="report what would be trashed and deleted")
+    gc.add_argument("--delete-untagged", action="store_true",
+                    help="also remove manifests no tag reaches (index children and referrers of tagged ones stay)")
 
     search = commands.add_parser("search", help="search index").add_subparsers(dest="action", required=True)
     search.add_parser("reindex", parents=[common], help="rebuild the search index from repository settings")
@@ -121,13 +124,8 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, settings: Sett
         await accounts.save_repository(settings)
         return f"{settings.name}: {settings.visibility}, {settings.description!r}"
     if args.command == "gc":
-        result = await collect(accounts.storage, grace=args.grace * 3600, dry_run=args.dry_run)
-        verb = "would delete" if args.dry_run else "deleted"
-        return "\n".join(
-            [*result.deleted, f"{result.linked} digests linked; {verb} {len(result.deleted)} blobs ({result.freed_bytes} bytes); "
-             f"{len(result.kept_recent)} unlinked blobs younger than the grace period kept; "
-             f"{verb} {result.leftovers} leftovers of interrupted writes ({result.leftover_bytes} bytes)"]
-        )
+        result = await collect(accounts.storage, grace=args.grace * 3600, dry_run=args.dry_run, delete_untagged=args.delete_untagged)
+        return report(result, dry_run=args.dry_run)
     if args.command == "uploads":
         registry = Services.over(accounts.storage, settings)
         purged = await registry.uploads.purge_stale(args.older_than * 3600)

@@ -145,11 +145,12 @@ class Manifests:
     async def _stored_manifest_size(self, name: str, digest: Digest) -> int | None:
         try:
             revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
-            if isinstance(revision.get("size"), int):
-                return int(revision["size"])
-            return (await self.storage.stat(layout.blob(digest))).size  # a record from before sizes were kept
         except ObjectNotFound:
             return None
+        content = await self.blobs.content_info(digest)  # the child's bytes too, not only its record
+        if content is None:
+            return None
+        return int(revision["size"]) if isinstance(revision.get("size"), int) else content.size
 
     # -- pull ------------------------------------------------------------------------------
     async def resolve(self, name: str, reference: Reference) -> Digest:
@@ -168,12 +169,20 @@ class Manifests:
         digest = await self.resolve(name, reference)
         try:
             revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
-            body = await self.storage.get_bytes(layout.blob(digest)) if with_body else b""
+            body = await self._body(digest) if with_body else b""
         except ObjectNotFound:
             raise ManifestUnknown(
                 f"manifest {name}@{digest} is not known to this registry", detail={"digest": str(digest)}
             ) from None
         return StoredManifest(digest, revision["mediaType"], revision["size"], body)
+
+    async def _body(self, digest: Digest) -> bytes:
+        try:
+            return await self.storage.get_bytes(layout.blob(digest))
+        except ObjectNotFound:
+            if not await self.blobs.restore(digest):
+                raise
+            return await self.storage.get_bytes(layout.blob(digest))
 
     # -- delete ----------------------------------------------------------------------------
     async def delete(self, name: str, reference: Reference) -> None:

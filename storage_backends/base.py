@@ -11,6 +11,8 @@ Object layout (all keys are `/`-separated relative paths; the registry alone dec
     repositories/<name>/_uploads/<uuid>/data                  appendable object of that upload
     repositories/<name>/_webhooks.json                        the repository's webhooks (JSON)
     catalog/<name with / as +>                                marks a repository as existing
+    trash/<algorithm>/<2 hex>/<hex>/data                      content gc took away, until it deletes it
+    trash/<algorithm>/<2 hex>/<hex>/since                     when gc took it (seconds since the epoch)
 
 Guarantees of every backend:
 - `put` and `commit_append` make an object visible atomically: a reader sees the old object,

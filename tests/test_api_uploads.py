@@ -280,4 +280,4 @@ def test_uploads_purge_command(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "purged 0 upload sessions"
+    assert result.stdout.strip() == "purged 0 upload sessions and 0 leftovers of interrupted writes (0 bytes)"

@@ -270,7 +270,7 @@ def test_a_write_killed_mid_blob_leaves_nothing_gc_does_not_reclaim(tmp_path: Pa
     leftovers = [path for path in (tmp_path / "crash-data").rglob(".tmp-*")]
     assert leftovers and sum(path.stat().st_size for path in leftovers) > 16 << 20  # what the crash left
     report = _gc(registry, None)
-    assert "deleted 1 leftovers of interrupted writes" in report, report
+    assert "delete 1 leftovers of interrupted writes" in report, report
     assert not list((tmp_path / "crash-data").rglob(".tmp-*"))
     assert sum(path.stat().st_size for path in (tmp_path / "crash-data").rglob("*") if path.is_file()) < 1 << 20
 
@@ -285,5 +285,5 @@ def test_a_write_killed_mid_blob_on_s3_leaves_no_multipart_upload_after_gc(tmp_p
     s3 = s3_bucket.server.client()
     assert s3.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads"), "the crash left an unfinished multipart upload"
     report = _gc(registry, env)
-    assert "deleted 1 leftovers of interrupted writes" in report, report
+    assert "delete 1 leftovers of interrupted writes" in report, report
     assert not s3.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
