@@ -322,3 +322,31 @@ async def test_failed_sign_ins_are_throttled_per_client_and_user(aiohttp_client,
     assert (await client.post("/token", data=form)).status == 429
     await create_user(client, "bob", "bob-password")
     assert (await client.get("/token", headers=basic("bob", "bob-password"))).status == 200, "other users are unaffected"
+
+
+async def test_a_password_change_or_token_revocation_ends_the_refresh_tokens_issued_before(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    alice = await create_user(client, "alice", "first-password")
+
+    async def offline(secret: str) -> str:
+        form = {"grant_type": "password", "username": "alice", "password": secret, "service": "dockyard", "access_type": "offline"}
+        response = await client.post("/token", data=form)
+        assert response.status == 200
+        return (await response.json())["refresh_token"]
+
+    async def refreshes(refresh: str) -> int:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh, "service": "dockyard"}
+        return (await client.post("/token", data=form)).status
+
+    by_password = await offline("first-password")
+    created = await client.post("/api/v1/users/alice/tokens", json={"name": "ci"}, headers=basic(*alice))
+    pat, token_id = (await created.json())["token"], (await created.json())["id"]
+    by_token = await offline(pat)
+    assert await refreshes(by_password) == 200 and await refreshes(by_token) == 200
+    revoked = await client.delete(f"/api/v1/users/alice/tokens/{token_id}", headers=basic(*alice))
+    assert revoked.status == 204
+    assert await refreshes(by_token) == 401 and await refreshes(by_password) == 200
+    changed = await client.put("/api/v1/users/alice/password", json={"password": "second-password"}, headers=basic(*alice))
+    assert changed.status == 204
+    assert await refreshes(by_password) == 401
+    assert await refreshes(await offline("second-password")) == 200

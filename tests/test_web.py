@@ -268,6 +268,10 @@ async def test_sign_in_sets_a_signed_httponly_lax_cookie_and_sign_out_clears_it(
     good = await client.post("/logout", data={"csrf": csrf_of(await page(client, "/"))}, allow_redirects=False)
     assert good.status == 303
     assert "Sign out" not in await page(client, "/")
+    # signing out ends the session itself: the old cookie, replayed, proves nothing
+    jar.clear()
+    jar.update_cookies({COOKIE: cookie.value}, response_url=client.make_url("/"))
+    assert "Sign out" not in await page(client, "/")
 
 
 async def test_sign_in_never_redirects_off_site(aiohttp_client, disk):

@@ -172,17 +172,38 @@ class Accounts:
         return record is not None and hmac.compare_digest(record.secret_hash, _sha256(secret))
 
     # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
-    async def create_refresh_token(self, user: str) -> str:
+    async def create_refresh_token(self, user: User, signed_in_with: str) -> str:
+        """A refresh token for `user`, who proved themself with `signed_in_with` (a password or
+        a personal access token): it stops working when the password changes or that access
+        token is revoked."""
         token = secrets.token_urlsafe(32)
-        await self.storage.put_bytes(f"hub/refresh/{_sha256(token)}.json", json.dumps({"user": user}).encode())
+        record = {"user": user.name, "password": _sha256(user.password_hash), "token_id": token_id_of(signed_in_with)}
+        await self.storage.put_bytes(f"hub/refresh/{_sha256(token)}.json", json.dumps(record).encode())
         return token
 
     async def refresh_token_user(self, token: str) -> User | None:
+        key = f"hub/refresh/{_sha256(token)}.json"
         try:
-            record = json.loads(await self.storage.get_bytes(f"hub/refresh/{_sha256(token)}.json"))
+            record = json.loads(await self.storage.get_bytes(key))
         except ObjectNotFound:
             return None
-        return await self.user(record["user"])
+        user = await self.user(record["user"])
+        if user is None or record.get("password") != _sha256(user.password_hash):
+            await self.storage.delete(key)  # issued before the password changed (or the user went)
+            return None
+        token_id = record.get("token_id")
+        if token_id and await self._load(f"hub/tokens/{user.name}/{token_id}.json", AccessToken) is None:
+            await self.storage.delete(key)  # the access token it came from was revoked
+            return None
+        return user
+
+    # -- web sessions ended by signing out --------------------------------------------------------
+    async def end_session(self, nonce: str, expires: int) -> None:
+        """Mark a web session as signed out (until it would have expired anyway)."""
+        await self.storage.put_bytes(f"hub/sessions-ended/{_sha256(nonce)}", str(expires).encode())
+
+    async def session_ended(self, nonce: str) -> bool:
+        return await self.storage.exists(f"hub/sessions-ended/{_sha256(nonce)}")
 
     # -- organizations ---------------------------------------------------------------------
     async def create_organization(self, name: str, owner: str) -> Organization:
@@ -234,6 +255,14 @@ class Accounts:
             settings = RepositorySettings(name=name, visibility=self.default_visibility)
             await self.save_repository(settings)
         return settings
+
+
+def token_id_of(secret: str) -> str | None:
+    """The ID of a personal access token (`dkp_<id>_<secret>`); None for a password."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token_id = secret.removeprefix(TOKEN_PREFIX).partition("_")[0]
+    return token_id if token_id.isalnum() else None
 
 
 def _is_account_name(name: str) -> bool:

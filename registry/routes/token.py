@@ -66,7 +66,7 @@ async def _grant(request: web.Request, user: User | None, requested: list[str]) 
     return granted
 
 
-async def _token_response(request: web.Request, user: User | None, scopes: list[str], offline: bool) -> web.Response:
+async def _token_response(request: web.Request, user: User | None, scopes: list[str], offline: bool, secret: str = "") -> web.Response:
     registry = services(request)
     assert registry.signer is not None
     granted = await _grant(request, user, scopes)
@@ -77,8 +77,8 @@ async def _token_response(request: web.Request, user: User | None, scopes: list[
         "expires_in": ttl,
         "issued_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    if offline and user is not None:
-        body["refresh_token"] = await registry.accounts.create_refresh_token(user.name)
+    if offline and user is not None and secret:
+        body["refresh_token"] = await registry.accounts.create_refresh_token(user, secret)
     return web.json_response(body)
 
 
@@ -101,7 +101,7 @@ async def get_token(request: web.Request) -> web.Response:
     offline = request.query.get("offline_token", "").lower() == "true"
     # a scope parameter may hold several scopes separated by spaces, as a challenge's does
     requested = [scope for text in request.query.getall("scope", []) for scope in text.split()]
-    return await _token_response(request, user, requested, offline)
+    return await _token_response(request, user, requested, offline, credentials[1] if credentials else "")
 
 
 async def post_token(request: web.Request) -> web.Response:
@@ -110,7 +110,9 @@ async def post_token(request: web.Request) -> web.Response:
         return problem
     accounts = services(request).accounts
     grant_type = form.get("grant_type")
+    secret = ""
     if grant_type == "password":
+        secret = str(form.get("password", ""))
         user = await sign_in(request, str(form.get("username", "")), str(form.get("password", "")))
         if user is None:
             return _unauthorized("incorrect username or password")
@@ -122,5 +124,4 @@ async def post_token(request: web.Request) -> web.Response:
         return _oauth_error(400, "unsupported_grant_type", "grant_type must be password or refresh_token")
     scopes = str(form.get("scope", "")).split()
     offline = form.get("access_type") == "offline"
-    response = await _token_response(request, user, scopes, offline)
-    return response
+    return await _token_response(request, user, scopes, offline, secret)

@@ -81,6 +81,8 @@ async def _visitor(request: web.Request) -> Page:
             user = None
         if user is not None and session.token_id and not await _token_exists(registry, user.name, session.token_id):
             user = None
+        if user is not None and await registry.accounts.session_ended(session.nonce):
+            user = None  # signed out: the cookie alone proves nothing any more
     return Page(request, registry, Viewer(user, auth_enabled=True), session, sessions)
 
 
@@ -218,6 +220,8 @@ async def logout(visit: Page) -> web.StreamResponse:
     if not visit.csrf_ok(await visit.request.post()):
         raise NotAllowed("This form has expired or was not sent from this site; reload the page and try again.")
     redirect = _see_other("/")
+    if visit.session is not None and visit.session.user:
+        await visit.services.accounts.end_session(visit.session.nonce, visit.session.expires)
     visit.sessions.clear(visit.request, redirect)
     return redirect
 
