@@ -135,6 +135,11 @@ class ManifestTooLarge(RegistryError):
     message = "manifest is larger than the registry accepts"
 
 
+class InsufficientStorage(RegistryError):
+    status = 507
+    message = "the registry's storage is full; reads still work, writes will again once space is freed"
+
+
 class EndpointUnknown(RegistryError):
     code = "NOT_FOUND"
     status = 404

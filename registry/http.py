@@ -18,11 +18,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ocispec.digest import Digest, InvalidDigest
 from ocispec.names import InvalidName, validate_repository
+from storage_backends import StorageFull
 
 from .errors import (
     BlobUploadInvalid,
     DigestInvalid,
     EndpointUnknown,
+    InsufficientStorage,
     MethodNotAllowed,
     NameInvalid,
     PaginationNumberInvalid,
@@ -92,6 +94,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except RegistryError as error:
         return error_response(request, error)
+    except StorageFull as error:
+        log.error("storage full on %s %s: %s", request.method, request.path, error)
+        return error_response(request, InsufficientStorage(detail={"reason": str(error)}))
     except web.HTTPMethodNotAllowed as error:
         return error_response(
             request,

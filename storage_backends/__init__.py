@@ -7,6 +7,7 @@ from .base import (
     ObjectNotFound,
     StorageBackend,
     StorageError,
+    StorageFull,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "ObjectNotFound",
     "StorageBackend",
     "StorageError",
+    "StorageFull",
 ]

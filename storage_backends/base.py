@@ -48,6 +48,10 @@ class InvalidRange(StorageError):
     """A read outside the object."""
 
 
+class StorageFull(StorageError):
+    """No space left (or the quota is used up): the write did not happen, reads still work."""
+
+
 class InvalidPath(StorageError):
     """A key with empty, `.` or `..` components, or a leading `/`."""
 

@@ -15,6 +15,8 @@ prune can remove it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -22,13 +24,27 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import BinaryIO, Callable, TypeVar
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, check_path
+from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageFull, check_path
 
 READ_CHUNK = 1024 * 1024
 DIRECTORY_RACE_RETRIES = 50
 T = TypeVar("T")
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _space_for(path: str) -> Iterator[None]:
+    """A full disk (or quota) while writing `path` is StorageFull, not an anonymous OSError."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise StorageFull(f"no space left to write {path}: {error.strerror}") from None
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -103,6 +119,10 @@ class FilesystemBackend(StorageBackend):
 
     # -- whole objects -------------------------------------------------------------------
     async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        with _space_for(path):
+            return await self._put(path, chunks)
+
+    async def _put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._full(path)
         # A short temporary name: the target's own name may already be near NAME_MAX (255).
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
@@ -131,7 +151,8 @@ class FilesystemBackend(StorageBackend):
     async def put_bytes(self, path: str, data: bytes) -> None:
         """A small object in one worker-thread hop (the metadata writes of every request)."""
         target = self._full(path)
-        await asyncio.to_thread(self._put_small, target, data)
+        with _space_for(path):
+            await asyncio.to_thread(self._put_small, target, data)
 
     def _put_small(self, target: Path, data: bytes) -> None:
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
@@ -217,6 +238,10 @@ class FilesystemBackend(StorageBackend):
         await asyncio.to_thread(self._prune_empty_parents, full.parent)
 
     async def move(self, source: str, destination: str) -> None:
+        with _space_for(destination):
+            await self._move(source, destination)
+
+    async def _move(self, source: str, destination: str) -> None:
         src, dst = self._full(source), self._full(destination)
 
         def rename() -> None:
@@ -255,6 +280,10 @@ class FilesystemBackend(StorageBackend):
         os.replace(temporary, record)
 
     async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        with _space_for(path):
+            return await self._append(path, chunks)
+
+    async def _append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._appendable(path)
         start = await asyncio.to_thread(self._committed_size, path)
         fd = await asyncio.to_thread(_in_directory, target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
@@ -308,7 +337,8 @@ class FilesystemBackend(StorageBackend):
             _fsync_dir(target.parent)
             self._committed_size_file(path).unlink(missing_ok=True)
 
-        await asyncio.to_thread(publish)
+        with _space_for(destination):
+            await asyncio.to_thread(publish)
 
     async def abort_append(self, path: str) -> None:
         await asyncio.to_thread(self._appendable(path).unlink, True)

@@ -5,6 +5,7 @@ Races run for a bounded number of rounds with real concurrency over real sockets
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -12,9 +13,11 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from ocispec import mediatypes
@@ -287,3 +290,37 @@ def test_a_write_killed_mid_blob_on_s3_leaves_no_multipart_upload_after_gc(tmp_p
     report = _gc(registry, env)
     assert "delete 1 leftovers of interrupted writes" in report, report
     assert not s3.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB filesystem (tmpfs) to fill up."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+async def test_a_full_disk_is_a_clear_507_loses_nothing_and_reads_go_on(aiohttp_client, small_disk: Path) -> None:
+    client = await aiohttp_client(create_app(FilesystemBackend(small_disk / "store")))
+    image = random_image(layers=1, layer_size=512 * 1024)
+    await push_image(client, "full/app", image, "v1")
+    used = sum(path.stat().st_size for path in small_disk.rglob("*") if path.is_file())
+    too_big = random_blob(4 * 1024 * 1024)
+    monolithic = await client.post("/v2/full/app/blobs/uploads/", params={"digest": too_big.digest}, data=io.BytesIO(too_big.data))
+    assert monolithic.status == 507, await monolithic.text()
+    assert "storage is full" in (await monolithic.json())["errors"][0]["message"]
+    started = await client.post("/v2/full/app/blobs/uploads/")
+    chunked = await client.patch(location_of(started), data=io.BytesIO(too_big.data), headers={"Content-Type": "application/octet-stream"})
+    assert chunked.status == 507
+    assert (await client.head(f"/v2/full/app/blobs/{too_big.digest}")).status == 404
+    assert not list(small_disk.rglob(".tmp-*"))  # nothing partial left
+    assert await (await client.get("/v2/full/app/manifests/v1")).read() == image.manifest
+    assert await (await client.get(f"/v2/full/app/blobs/{image.layers[0].digest}")).read() == image.layers[0].data
+    assert (await client.delete(location_of(started))).status == 204  # the session's bytes go, and space with them
+    assert sum(path.stat().st_size for path in small_disk.rglob("*") if path.is_file()) <= used + 4096
+    fits = random_blob(256 * 1024)
+    await push_blob(client, "full/app", fits)
