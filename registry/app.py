@@ -9,7 +9,7 @@ from storage_backends import StorageBackend
 from .auth import Authenticator
 from . import maintenance
 from .config import Settings
-from .http import IN_FLIGHT, InFlight, add_common_headers, errors_middleware
+from .http import IN_FLIGHT, InFlight, UploadSlots, add_common_headers, errors_middleware
 from .routes import blobs, listing, manifests, referrers, search, token, uploads
 from .routes.admin import add_admin_routes, admin_errors
 from .observability import METRICS, Metrics, add_observability
@@ -25,6 +25,8 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     in_flight = InFlight()
     observed = Metrics(in_flight)
     middlewares = [in_flight.middleware, observed.middleware, errors_middleware, admin_errors]
+    if settings.http.max_uploads_per_client:
+        middlewares.append(UploadSlots(settings.http.max_uploads_per_client).middleware)
     if registry.signer is not None:
         middlewares.append(Authenticator(registry.signer, registry.accounts, settings.auth.realm).middleware)
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024 + 1024)

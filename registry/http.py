@@ -29,6 +29,7 @@ from .errors import (
     NameInvalid,
     PaginationNumberInvalid,
     RegistryError,
+    TooManyRequests,
 )
 from .streams import rebuffer
 
@@ -200,8 +201,46 @@ def next_link(path: str, limit: int, last: str) -> str:
 
 
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as ~1 MiB chunks, streamed, never buffered whole."""
-    return rebuffer(request.content.iter_any())
+    """The request body as ~1 MiB chunks, streamed, never buffered whole; a body that sends
+    nothing for `http.body_idle_timeout` seconds is abandoned (BlobUploadInvalid)."""
+    from .services import SERVICES
+
+    return rebuffer(_reads(request, request.app[SERVICES].settings.http.body_idle_timeout))
+
+
+async def _reads(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), idle_timeout)
+        except asyncio.TimeoutError:
+            raise BlobUploadInvalid(f"the request body sent nothing for {idle_timeout:g} s; abandoned") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+class UploadSlots:
+    """At most `http.max_uploads_per_client` blob uploads streaming at once per client address."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight: dict[str, int] = {}
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self.limit or request.method not in ("POST", "PATCH", "PUT") or "/blobs/uploads" not in request.path:
+            return await handler(request)
+        client = request.remote or ""
+        if self.in_flight.get(client, 0) >= self.limit:
+            return error_response(request, TooManyRequests(
+                f"this client already has {self.limit} uploads streaming; finish one first", headers={"Retry-After": "1"}))  # fmt: skip
+        self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight[client] -= 1
+            if not self.in_flight[client]:
+                del self.in_flight[client]
 
 
 def empty_response(status: int, headers: dict[str, Any]) -> web.Response:

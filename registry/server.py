@@ -59,6 +59,10 @@ async def _serve(settings: Settings) -> None:
         app,
         shutdown_timeout=settings.http.shutdown_timeout,
         access_log=logging.getLogger("dockyard.access"),
+        # aiohttp closes a connection whose handler still waits for a complete request when this
+        # runs out, counted from the connection's start or the previous response's end: that is
+        # the bound on slowloris clients dribbling headers, and on idle keep-alive connections
+        keepalive_timeout=settings.http.header_timeout,
     )
     await runner.setup()
     try:

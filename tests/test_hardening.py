@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,3 +326,68 @@ async def test_a_full_disk_is_a_clear_507_loses_nothing_and_reads_go_on(aiohttp_
     assert sum(path.stat().st_size for path in small_disk.rglob("*") if path.is_file()) <= used + 4096
     fits = random_blob(256 * 1024)
     await push_blob(client, "full/app", fits)
+
+
+def _closed_within(connection: socket.socket, seconds: float) -> bool:
+    connection.settimeout(seconds)
+    try:
+        while True:
+            data = connection.recv(65536)
+            if not data:
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_clients_are_cut_off_and_uploads_per_client_capped(tmp_path: Path) -> None:
+    env = {"DOCKYARD_HTTP__HEADER_TIMEOUT": "1", "DOCKYARD_HTTP__BODY_IDLE_TIMEOUT": "1", "DOCKYARD_HTTP__MAX_UPLOADS_PER_CLIENT": "2"}
+    registry = start_registry(tmp_path / "slow-data", env=env)
+    try:
+        address = (registry.host, registry.port)
+        # slowloris: headers dribbled one line at a time never make a request
+        with socket.create_connection(address) as slow:
+            slow.sendall(b"GET /v2/ HTTP/1.1\r\n")
+            time.sleep(0.5)
+            slow.sendall(b"Host: x\r\n")
+            assert _closed_within(slow, 5), "a connection dribbling its headers must be closed"
+        # a body that stops is abandoned with a clear error, and the upload keeps no partial chunk
+        with socket.create_connection(address) as starter:
+            starter.sendall(f"POST /v2/slow/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+            answer = starter.recv(65536).decode()
+        location = next(line.split(": ", 1)[1] for line in answer.split("\r\n") if line.lower().startswith("location:"))
+        path = "/" + location.split("/", 3)[3]
+        with socket.create_connection(address) as stalled:
+            stalled.sendall(f"PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                            f"Content-Length: 1000\r\n\r\n".encode() + b"x" * 10)  # fmt: skip
+            stalled.settimeout(10)
+            reply = stalled.recv(65536).decode()
+            assert reply.startswith("HTTP/1.1 400") and "BLOB_UPLOAD_INVALID" in reply and "sent nothing for 1 s" in reply
+        with urllib.request.urlopen(registry.url + path, timeout=5) as status:
+            assert status.status == 204 and status.headers["Range"] == "0-0"  # nothing of the stalled chunk kept
+        with urllib.request.urlopen(registry.url + "/v2/", timeout=5) as normal:
+            assert normal.status == 200  # normal clients are unaffected
+        # a third upload streaming at once from one address is refused until one ends
+        streams = []
+        for _ in range(2):
+            connection = socket.create_connection(address)
+            connection.sendall(b"POST /v2/slow/app/blobs/uploads/?digest=sha256:" + b"0" * 64
+                               + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"y" * 10)  # fmt: skip
+            streams.append(connection)
+        time.sleep(0.3)
+        try:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(registry.url + "/v2/slow/app/blobs/uploads/", method="POST", data=b""),
+                                       timeout=5)  # fmt: skip
+            assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "1"
+            refused.value.close()
+        finally:
+            for connection in streams:
+                connection.close()
+        time.sleep(0.3)
+        new_upload = urllib.request.Request(registry.url + "/v2/slow/app/blobs/uploads/", method="POST", data=b"")
+        with urllib.request.urlopen(new_upload, timeout=5) as accepted:
+            assert accepted.status == 202
+    finally:
+        stop_process(registry.process)
