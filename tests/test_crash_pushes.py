@@ -25,32 +25,50 @@ ROUNDS = 3
 CHUNK = 1 << 20
 
 
-def _request(registry: RegistryProcess, method: str, path: str, data: bytes | None = None, headers: dict | None = None):
+class KillAt:
+    """Kills the registry with -9 a moment after the `at`-th request of a push has begun, so the
+    kill lands inside a request (a body streaming in, a manifest being written)."""
+
+    def __init__(self, process: subprocess.Popen[bytes] | None = None, at: int = 0, delay: float = 0.0) -> None:
+        self.process, self.at, self.delay, self.seen = process, at, delay, 0
+
+    def tick(self) -> None:
+        self.seen += 1
+        if self.process is not None and self.seen == self.at:
+            threading.Timer(self.delay, self.process.kill).start()
+
+
+NEVER = KillAt()
+
+
+def _request(registry: RegistryProcess, method: str, path: str, data: bytes | None = None, headers: dict | None = None,
+             kill: KillAt = NEVER):  # fmt: skip
+    kill.tick()
     url = path if path.startswith("http") else registry.url + path
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, dict(response.headers), response.read()
 
 
-def _push_blob(registry: RegistryProcess, name: str, blob: Blob, chunked: bool) -> None:
+def _push_blob(registry: RegistryProcess, name: str, blob: Blob, chunked: bool, kill: KillAt) -> None:
     if not chunked:
-        _request(registry, "POST", f"/v2/{name}/blobs/uploads/?digest={blob.digest}", blob.data)
+        _request(registry, "POST", f"/v2/{name}/blobs/uploads/?digest={blob.digest}", blob.data, kill=kill)
         return
-    _, headers, _ = _request(registry, "POST", f"/v2/{name}/blobs/uploads/", b"")
+    _, headers, _ = _request(registry, "POST", f"/v2/{name}/blobs/uploads/", b"", kill=kill)
     location = headers["Location"]
     for offset in range(0, len(blob.data), CHUNK):
         piece = blob.data[offset : offset + CHUNK]
         _, headers, _ = _request(registry, "PATCH", location, piece, {"Content-Type": "application/octet-stream",
-                                 "Content-Range": f"{offset}-{offset + len(piece) - 1}"})  # fmt: skip
+                                 "Content-Range": f"{offset}-{offset + len(piece) - 1}"}, kill=kill)  # fmt: skip
         location = headers["Location"]
     separator = "&" if "?" in location else "?"
-    _request(registry, "PUT", f"{location}{separator}digest={blob.digest}", b"")
+    _request(registry, "PUT", f"{location}{separator}digest={blob.digest}", b"", kill=kill)
 
 
-def _push(registry: RegistryProcess, name: str, image: Image, tag: str) -> None:
+def _push(registry: RegistryProcess, name: str, image: Image, tag: str, kill: KillAt = NEVER) -> None:
     for index, blob in enumerate([image.config, *image.layers]):
-        _push_blob(registry, name, blob, chunked=index % 2 == 1)
-    _request(registry, "PUT", f"/v2/{name}/manifests/{tag}", image.manifest, {"Content-Type": image.media_type})
+        _push_blob(registry, name, blob, chunked=index % 2 == 1, kill=kill)
+    _request(registry, "PUT", f"/v2/{name}/manifests/{tag}", image.manifest, {"Content-Type": image.media_type}, kill=kill)
 
 
 def _images() -> list[Image]:
@@ -96,15 +114,12 @@ def test_kill_9_at_random_points_of_pushes_leaves_nothing_partial_and_nothing_or
     for _ in range(ROUNDS):
         registry = start_registry(root, env=env)
         try:
-            killer = threading.Timer(rng.uniform(0.05, 0.6), registry.process.kill)
-            killer.start()
+            kill = KillAt(registry.process, at=rng.randint(1, 25), delay=rng.uniform(0.0, 0.02))
             try:
                 for index, image in enumerate(images):
-                    _push(registry, "crash/app", image, f"i{index}")
+                    _push(registry, "crash/app", image, f"i{index}", kill)
             except (urllib.error.URLError, ConnectionError, OSError):
                 interrupted += 1  # killed mid-push, as intended
-            finally:
-                killer.cancel()
         finally:
             stop_process(registry.process)
         registry = start_registry(root, env=env)
@@ -116,7 +131,7 @@ def test_kill_9_at_random_points_of_pushes_leaves_nothing_partial_and_nothing_or
             assert sorted(_whole(registry, "crash/app")) == [f"i{index}" for index in range(len(images))]
         finally:
             stop_process(registry.process)
-    assert interrupted >= 2, "the kills must land in the middle of pushes"
+    assert interrupted == ROUNDS, "every kill lands in the middle of a push"
     # upload sessions the kills abandoned, leftovers of interrupted writes, content nothing
     # references: all of it goes, and what stays is exactly the pushed images' content
     _manage(registry, env, "uploads", "purge", "--older-than", "0")
