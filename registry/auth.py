@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from .errors import Denied, Unauthorized
+from .http import parse_name
 from .hub.accounts import Accounts
 from .hub.models import User
 from .hub.permissions import repository_actions
@@ -46,7 +47,9 @@ def requires(
     """
 
     def scope_of(request: web.Request) -> Scope:
-        return Scope("repository", request.match_info[name_key], frozenset({action, *also}))
+        # checked first: a name becomes part of the challenge header, and a bad one is no scope
+        name = parse_name(request.match_info[name_key])
+        return Scope("repository", name, frozenset({action, *also}))
 
     def decorate(handler: H) -> H:
         setattr(handler, ACCESS_ATTRIBUTE, (scope_of, action))

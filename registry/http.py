@@ -200,6 +200,18 @@ def next_link(path: str, limit: int, last: str) -> str:
     return f'<{path}?{urlencode({"n": limit, "last": last})}>; rel="next"'
 
 
+class MalformedForm(Exception):
+    """A form body aiohttp cannot parse (a multipart without its boundary, bad encoding)."""
+
+
+async def form_of(request: web.Request) -> Any:
+    """The request's form fields; MalformedForm instead of whatever the parser raises."""
+    try:
+        return await request.post()
+    except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError) as error:
+        raise MalformedForm(f"the form body cannot be read: {error}") from None
+
+
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as ~1 MiB chunks, streamed, never buffered whole; a body that sends
     nothing for `http.body_idle_timeout` seconds is abandoned (BlobUploadInvalid)."""

@@ -391,3 +391,16 @@ def test_slow_clients_are_cut_off_and_uploads_per_client_capped(tmp_path: Path) 
             assert accepted.status == 202
     finally:
         stop_process(registry.process)
+
+
+async def test_control_characters_and_broken_forms_found_by_the_fuzz_pass_are_400s(aiohttp_client, tmp_path: Path) -> None:
+    client = await hub_client(aiohttp_client, FilesystemBackend(tmp_path / "store"))
+    status, text = await _raw(client, "GET", "/v2/%1F/tags/list")  # the name went into the challenge header
+    assert status == 400 and "NAME_INVALID" in text
+    status, text = await _raw(client, "POST", "/v2/a/blobs/uploads/?mount=sha256:" + "0" * 64 + "&from=%0d%0aX:y")
+    assert status == 401 and "X:y" not in text
+    broken = {"Content-Type": "multipart/form-data; boundary=x"}
+    token = await client.post("/token", data=b"", headers=broken)
+    assert token.status == 400 and (await token.json())["error"] == "invalid_request"
+    login = await client.post("/login", data=b"", headers=broken)
+    assert login.status == 400

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ocispec.names import InvalidName, validate_repository
 
+from ..http import MalformedForm, form_of
 from ..hub.models import User
 from ..hub.permissions import repository_actions
 from ..hub.scopes import Scope
@@ -105,7 +106,10 @@ async def get_token(request: web.Request) -> web.Response:
 
 
 async def post_token(request: web.Request) -> web.Response:
-    form = await request.post()
+    try:
+        form = await form_of(request)
+    except MalformedForm as error:
+        return _oauth_error(400, "invalid_request", str(error))
     if (problem := _check_service(request, str(form.get("service") or ""))) is not None:
         return problem
     accounts = services(request).accounts

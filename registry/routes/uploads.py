@@ -6,6 +6,8 @@ import re
 
 from aiohttp import web
 
+from ocispec.names import InvalidName, validate_repository
+
 from ..auth import auth_context, requires
 from ..hub.scopes import Scope
 from ..blobs import BlobInfo
@@ -50,6 +52,10 @@ def _mount_source(request: web.Request) -> list[Scope]:
     source = request.query.get("from")
     if "mount" not in request.query or not source:
         return []
+    try:
+        validate_repository(source)
+    except InvalidName:
+        return []  # not a repository: nothing to ask for (the handler says what is wrong)
     return [Scope("repository", source, frozenset({"pull"}))]
 
 

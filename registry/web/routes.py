@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ..hub.accounts import TOKEN_PREFIX
+from ..http import MalformedForm, form_of
 from ..services import SERVICES, Services, services
 from ..signin import sign_in
 from . import views
@@ -96,6 +97,8 @@ def page(handler: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
             return visit.error(404, "Not found", "There is nothing here, or you may not see it. Signing in may help.")
         except NotAllowed as error:
             return visit.error(403, "Not allowed", str(error))
+        except MalformedForm:
+            return visit.error(400, "Bad request", "The form could not be read; reload the page and try again.")
 
     return handle
 
@@ -168,7 +171,7 @@ async def settings_form(visit: Page) -> web.Response:
 @page
 async def save_settings(visit: Page) -> web.StreamResponse:
     name = visit.request.match_info["name"]
-    form = await visit.request.post()
+    form = await form_of(visit.request)
     if not visit.csrf_ok(form):
         raise NotAllowed("This form has expired or was not sent from this site; reload the page and try again.")
     description, visibility = str(form.get("description", "")), str(form.get("visibility", ""))
@@ -194,7 +197,7 @@ async def login_form(visit: Page) -> web.Response:
 @page
 async def login(visit: Page) -> web.StreamResponse:
     assert visit.sessions is not None
-    form = await visit.request.post()
+    form = await form_of(visit.request)
     username, secret = str(form.get("username", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
     user = None
@@ -217,7 +220,7 @@ async def login(visit: Page) -> web.StreamResponse:
 @page
 async def logout(visit: Page) -> web.StreamResponse:
     assert visit.sessions is not None
-    if not visit.csrf_ok(await visit.request.post()):
+    if not visit.csrf_ok(await form_of(visit.request)):
         raise NotAllowed("This form has expired or was not sent from this site; reload the page and try again.")
     redirect = _see_other("/")
     if visit.session is not None and visit.session.user:
