@@ -70,15 +70,17 @@ async def _all(storage: StorageBackend, prefix: str) -> list[str]:
     return names
 
 
-async def _digests_under(storage: StorageBackend, prefix: str) -> list[Digest]:
-    """`<prefix>/<algorithm>/<hex>` entries as digests (malformed names skipped)."""
+async def _digests_under(storage: StorageBackend, prefix: str, algorithm: str | None = None) -> list[Digest]:
+    """`<prefix>/<algorithm>/<hex>` entries as digests; with `algorithm`, `<prefix>/<hex>` ones
+    of that algorithm (malformed names skipped)."""
+    if algorithm is None:
+        return [digest for name in await storage.list(prefix) for digest in await _digests_under(storage, f"{prefix}/{name}", name)]
     found = []
-    for algorithm in await storage.list(prefix):
-        for encoded in await _all(storage, f"{prefix}/{algorithm}"):
-            try:
-                found.append(Digest.parse(f"{algorithm}:{encoded}"))
-            except InvalidDigest:
-                continue
+    for encoded in await _all(storage, prefix):
+        try:
+            found.append(Digest.parse(f"{algorithm}:{encoded}"))
+        except InvalidDigest:
+            continue
     return found
 
 
@@ -176,11 +178,7 @@ async def _stored(storage: StorageBackend, prefix: str) -> list[Digest]:
     found = []
     for algorithm in await storage.list(prefix):
         for shard in await storage.list(f"{prefix}/{algorithm}"):
-            for encoded in await _all(storage, f"{prefix}/{algorithm}/{shard}"):
-                try:
-                    found.append(Digest.parse(f"{algorithm}:{encoded}"))
-                except InvalidDigest:
-                    continue
+            found += await _digests_under(storage, f"{prefix}/{algorithm}/{shard}", algorithm)
     return found
 
 
