@@ -16,6 +16,7 @@ ENCODED_PATTERNS = {
     "sha256": re.compile(r"^[a-f0-9]{64}$"),
     "sha512": re.compile(r"^[a-f0-9]{128}$"),
 }
+SUPPORTED_ALGORITHMS = tuple(ENCODED_PATTERNS)
 
 
 class InvalidDigest(ValueError):

@@ -87,6 +87,8 @@ class ParsedManifest(BaseModel):
     annotations: dict[str, str] | None
     sizes: dict[str, int] = {}
     """The size each descriptor claims, by digest, to be checked against what is stored."""
+    foreign: list[Digest] = []
+    """Non-distributable layers with `urls`: clients fetch them elsewhere; kept if pushed anyway."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -157,12 +159,14 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         manifest = ImageManifest.model_validate(document)
     except ValidationError as error:
         raise ManifestInvalid(_describe(error)) from None
+    foreign = [layer for layer in manifest.layers if layer.media_type in mediatypes.NONDISTRIBUTABLE_LAYERS and layer.urls]
     return ParsedManifest(
         media_type=media_type,
-        blobs=[manifest.config.parsed_digest] + [layer.parsed_digest for layer in manifest.layers],
+        blobs=[manifest.config.parsed_digest] + [layer.parsed_digest for layer in manifest.layers if layer not in foreign],
         manifests=[],
         subject=manifest.subject,
         artifact_type=manifest.artifact_type or manifest.config.media_type,
         annotations=manifest.annotations,
-        sizes={entry.digest: entry.size for entry in [manifest.config, *manifest.layers]},
+        sizes={entry.digest: entry.size for entry in [manifest.config, *manifest.layers] if entry not in foreign},
+        foreign=[layer.parsed_digest for layer in foreign],
     )

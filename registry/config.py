@@ -98,6 +98,10 @@ class RegistryOptions(BaseModel):
         description="POST ?mount=<digest> without from= links the blob when the registry has it",
     )
     upload_ttl: float = Field(default=86400, gt=0, description="seconds after which an unfinished upload session is purged")
+    sparse_manifests: bool = Field(
+        default=False, description="accept manifests and indexes whose blobs or child manifests are not in the repository (mirrors)"
+    )
+    max_tags_per_push: int = Field(default=50, ge=10, description="`tag` parameters one push by digest may carry (414 beyond)")
     gc: GcSettings = GcSettings()
 
 

@@ -135,6 +135,12 @@ class ManifestTooLarge(RegistryError):
     message = "manifest is larger than the registry accepts"
 
 
+class UriTooLong(RegistryError):
+    code = "TAG_INVALID"
+    status = 414
+    message = "too many tags in one request"
+
+
 class InsufficientStorage(RegistryError):
     status = 507
     message = "the registry's storage is full; reads still work, writes will again once space is freed"

@@ -133,7 +133,7 @@ async def _mark(storage: StorageBackend, repo: _Repository, *, delete_untagged: 
         referenced.add(str(digest))
         manifest = parsed.get(digest)
         if manifest is not None:
-            referenced.update(str(d) for d in [*manifest.blobs, *manifest.manifests])
+            referenced.update(str(d) for d in [*manifest.blobs, *manifest.manifests, *manifest.foreign])
     result.manifests += len(kept)
     return referenced
 

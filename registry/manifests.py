@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,8 @@ class PushedManifest:
     digest: Digest
     subject: Digest | None
     media_type: str
+    tags: tuple[str, ...] = ()
+    """Every tag the push set (the reference's, and any `tag` parameters)."""
 
 
 class Manifests:
@@ -84,7 +87,20 @@ class Manifests:
         self.repositories = repositories
 
     # -- push ------------------------------------------------------------------------------
-    async def put(self, name: str, reference: Reference, body: bytes, content_type: str | None) -> PushedManifest:
+    async def put(
+        self, name: str, reference: Reference, body: bytes, content_type: str | None, *, tags: Sequence[str] = (), sparse: bool = False
+    ) -> PushedManifest:
+        """Store a manifest (and tag it). `tags`: more tags for a push by digest (the spec's
+        `?tag=` parameters), all checked before anything is stored. `sparse`: accept it with
+        blobs or child manifests the repository does not have (a mirror of one platform)."""
+        if tags and reference.digest is None:
+            raise TagInvalid("tag parameters are for a push by digest; this push names the tag itself")
+        extra: list[str] = []
+        for tag in tags:
+            try:
+                extra.append(validate_tag(tag))
+            except InvalidTag as error:
+                raise TagInvalid(str(error), detail={"tag": tag}) from None
         try:
             parsed = parse_manifest(body, content_type)
         except ManifestParseError as error:
@@ -96,7 +112,7 @@ class Manifests:
                 f"manifest content has digest {digest}, not {reference.digest}",
                 detail={"expected": str(reference.digest), "actual": str(digest)},
             )
-        await self._require_references(name, parsed)
+        await self._require_references(name, parsed, sparse=sparse)
 
         blob_key = layout.blob(digest)
         if not await self.storage.exists(blob_key):
@@ -109,13 +125,38 @@ class Manifests:
             await self.storage.put_bytes(
                 layout.referrer(name, subject, digest), json.dumps(_referrer_descriptor(digest, body, parsed)).encode()
             )
-        if reference.tag is not None:
-            await self.storage.put_bytes(layout.tag(name, reference.tag), str(digest).encode())
-        return PushedManifest(digest, subject, parsed.media_type)
+        tagged = tuple(dict.fromkeys([*([reference.tag] if reference.tag else []), *extra]))
+        await self._set_tags(name, tagged, digest)
+        return PushedManifest(digest, subject, parsed.media_type, tagged)
 
-    async def _require_references(self, name: str, parsed: ParsedManifest) -> None:
-        """Every blob and child manifest it names is in the repository, with the size its
-        descriptor claims (a lie would make clients and the web page trust a wrong length)."""
+    async def _set_tags(self, name: str, tags: Sequence[str], digest: Digest) -> None:
+        """Point every tag at `digest`, written together once the manifest is whole; if one
+        write fails, the others are put back as they were (none of this push's tags stay)."""
+        if not tags:
+            return
+        previous: dict[str, bytes | None] = {}
+        for tag in tags:
+            try:
+                previous[tag] = await self.storage.get_bytes(layout.tag(name, tag))
+            except ObjectNotFound:
+                previous[tag] = None
+        results = await asyncio.gather(
+            *(self.storage.put_bytes(layout.tag(name, tag), str(digest).encode()) for tag in tags), return_exceptions=True
+        )
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is None:
+            return
+        for tag, before in previous.items():
+            if before is None:
+                await self.storage.delete(layout.tag(name, tag))
+            else:
+                await self.storage.put_bytes(layout.tag(name, tag), before)
+        raise failure
+
+    async def _require_references(self, name: str, parsed: ParsedManifest, *, sparse: bool = False) -> None:
+        """Every blob and child manifest it names is in the repository (unless `sparse`), with
+        the size its descriptor claims (a lie would make clients and the web page trust a
+        wrong length). Non-distributable layers with `urls` need not be there."""
         blob_checks = [self._stored_blob_size(name, digest) for digest in parsed.blobs]
         manifest_checks = [self._stored_manifest_size(name, digest) for digest in parsed.manifests]
         sizes = await asyncio.gather(*blob_checks, *manifest_checks)
@@ -128,7 +169,7 @@ class Manifests:
                     f"the descriptor of {digest} gives size {claimed}, but the stored content has {size} bytes",
                     detail={"digest": str(digest), "size": claimed, "stored": size},
                 )
-        if missing:
+        if missing and not sparse:
             kinds = "blob" if len(parsed.blobs) else "manifest"
             raise ManifestBlobUnknown(
                 f"manifest references {kinds} {missing[0]} which is not in repository {name!r}"

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from ocispec.digest import Digest
+from ocispec.digest import SUPPORTED_ALGORITHMS, Digest
 from storage_backends import ObjectNotFound, StorageBackend
 
 from . import layout
@@ -55,11 +55,16 @@ class Uploads:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- sessions --------------------------------------------------------------------------
-    async def start(self, name: str) -> UploadStatus:
+    async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:
+        """A new session; `algorithm` (the spec's `digest-algorithm`) is the one the content is
+        hashed with as it arrives, so the final digest check needs no second read."""
+        if algorithm not in SUPPORTED_ALGORITHMS:
+            raise DigestInvalid(f"digest algorithm {algorithm!r} is not supported (use {' or '.join(SUPPORTED_ALGORITHMS)})",
+                                detail={"digest-algorithm": algorithm})  # fmt: skip
         upload_id = uuid.uuid4().hex
-        state = {"name": name, "id": upload_id, "started": time.time()}
+        state = {"name": name, "id": upload_id, "started": time.time(), "algorithm": algorithm}
         await self.storage.put_bytes(layout.upload_state(upload_id), json.dumps(state).encode())
-        self._remember(upload_id, _RunningHash(0, hashlib.sha256()))
+        self._remember(upload_id, _RunningHash(0, hashlib.new(algorithm)))
         return UploadStatus(name, upload_id, 0)
 
     async def status(self, name: str, upload_id: str) -> UploadStatus:
@@ -202,7 +207,7 @@ class Uploads:
     # -- internals -------------------------------------------------------------------------
     async def _digest_of(self, status: UploadStatus, algorithm: str) -> str:
         running = self._hashes.get(status.upload_id)
-        if algorithm == "sha256" and running is not None and running.offset == status.size:
+        if running is not None and running.hasher.name == algorithm and running.offset == status.size:
             return running.hasher.hexdigest()
         hasher = hashlib.new(algorithm)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import auth_context, requires
-from ..errors import ManifestTooLarge, ManifestUnknown, TooManyRequests
+from ..errors import ManifestTooLarge, ManifestUnknown, TooManyRequests, UriTooLong
 from ..http import empty_response, repository_name
 from ..manifests import MAX_MANIFEST_SIZE, Reference, acceptable
 from ..services import services
@@ -65,14 +65,25 @@ def _count_pull(request: web.Request) -> dict[str, str]:
 async def put_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.parse(request.match_info["reference"])
+    tags = request.query.getall("tag", [])
+    options = services(request).options
+    if len(tags) > options.max_tags_per_push:
+        raise UriTooLong(f"{len(tags)} tag parameters; this registry takes at most {options.max_tags_per_push} per push")
     body = await _read_limited(request, MAX_MANIFEST_SIZE)
-    pushed = await services(request).manifests.put(name, reference, body, request.headers.get("Content-Type"))
-    services(request).webhooks.notify("push", name, tag=reference.tag, digest=str(pushed.digest), media_type=pushed.media_type,
-                                      pusher=auth_context(request).subject, registry=request.host)
+    pushed = await services(request).manifests.put(
+        name, reference, body, request.headers.get("Content-Type"), tags=tags, sparse=options.sparse_manifests
+    )
+    for tag in pushed.tags or (None,):
+        services(request).webhooks.notify("push", name, tag=tag, digest=str(pushed.digest), media_type=pushed.media_type,
+                                          pusher=auth_context(request).subject, registry=request.host)
     headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": str(pushed.digest)}
     if pushed.subject is not None:
         headers["OCI-Subject"] = str(pushed.subject)
-    return empty_response(201, headers)
+    response = empty_response(201, headers)
+    if reference.digest is not None:
+        for tag in pushed.tags:  # one OCI-Tag per accepted tag (RFC 9110 list syntax allows one or several per line)
+            response.headers.add("OCI-Tag", tag)
+    return response
 
 
 @requires("delete")

@@ -85,7 +85,7 @@ async def start_upload(request: web.Request) -> web.Response:
         blob = await registry.uploads.upload_whole(name, digest, request_body(request), request.content_length)
         return _created(name, blob)
 
-    return _in_progress(await registry.uploads.start(name))
+    return _in_progress(await registry.uploads.start(name, query.get("digest-algorithm") or "sha256"))
 
 
 @requires("push", also=("pull",))
