@@ -145,10 +145,29 @@ class RegistryClient:
             return None
         return reply.headers.get("Docker-Content-Digest")
 
-    async def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
-        """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's)."""
-        digest = str(Digest.of_bytes(data))
-        reply = await self.transport.fetch(
+    async def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str, algorithm: str = "sha256") -> str:
+        """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's).
+
+        A tag push names no digest, so registries file it under the canonical sha256; a manifest
+        known by another algorithm (sha512) is pushed by that digest with the tag as a `tag`
+        parameter (distribution-spec, "Pushing Manifests"), and by tag only when the registry
+        does not confirm the tag with `OCI-Tag`."""
+        digest = str(Digest.of_bytes(data, algorithm))
+        tag = None if ":" in reference else reference
+        if algorithm != "sha256" and tag is not None:
+            reply = await self._put_manifest(repository, f"{digest}?tag={tag}", data, media_type)
+            confirmed = {t.strip() for value in reply.headers.getall("OCI-Tag", []) for t in value.split(",")}
+            if tag not in confirmed:
+                await self._put_manifest(repository, tag, data, media_type)
+        else:
+            reply = await self._put_manifest(repository, reference, data, media_type)
+        answered = reply.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise DigestMismatch(f"the registry stored the manifest as {answered}, but its bytes hash to {digest}")
+        return digest
+
+    async def _put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> Any:
+        return await self.transport.fetch(
             "PUT",
             f"/v2/{repository}/manifests/{reference}",
             self.subject(repository, "push", f"repository {self.registry}/{repository}"),
@@ -157,10 +176,6 @@ class RegistryClient:
             headers={"Content-Type": media_type},
             data=data,
         )
-        answered = reply.headers.get("Docker-Content-Digest")
-        if answered and answered != digest:
-            raise DigestMismatch(f"the registry stored the manifest as {answered}, but its bytes hash to {digest}")
-        return digest
 
     # -- blobs -----------------------------------------------------------------------------------
 
@@ -296,7 +311,7 @@ def _verified_digest(body: bytes, reference: str, header: str | None, what: str)
     actual = Digest.of_bytes(body, expected.algorithm)
     if actual != expected:
         raise DigestMismatch(f"{what}: the registry's bytes hash to {actual}, not {expected}")
-    return str(expected) if expected.algorithm == "sha256" else str(Digest.of_bytes(body))
+    return str(expected)
 
 
 def client_for(

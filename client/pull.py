@@ -26,7 +26,7 @@ from .mounts import MountHints
 from .platforms import Platform, host_platform, select_manifest
 from .progress import ALREADY_EXISTS, PULL_COMPLETE, NoProgress, Progress
 from .reference import ImageReference
-from .transfer import gather_bounded
+from .transfer import download_from_urls, gather_bounded
 from .transport import ClientSettings
 
 DEFAULT_CONCURRENCY = 3
@@ -118,7 +118,11 @@ async def _fetch_blobs(
             reporter.start(descriptor.digest, descriptor.size)
             reporter.done(descriptor.digest, ALREADY_EXISTS)
             return
-        await client.download_blob(repository, descriptor.digest, descriptor.size, store, reporter)
+        if mediatypes.is_foreign(descriptor.model_dump(by_alias=True)) and await client.blob_size(repository, descriptor.digest, action="pull") is None:
+            await download_from_urls(list(descriptor.urls or []), descriptor.digest, descriptor.size, store,
+                                     f"pull of {client.registry}/{repository}", reporter)  # fmt: skip
+        else:
+            await client.download_blob(repository, descriptor.digest, descriptor.size, store, reporter)
         reporter.done(descriptor.digest, PULL_COMPLETE)
 
     jobs = [lambda: fetch(image.config, NoProgress())]

@@ -61,7 +61,8 @@ async def push(
         raise UnsupportedManifest(f"{source} is stored as a {media_type}; only image manifests can be pushed")
     document = json.loads(data)
     config = document["config"]
-    layers = {layer["digest"]: layer for layer in document.get("layers") or []}
+    # non-distributable ("foreign") layers stay where their urls say, as docker leaves them
+    layers = {layer["digest"]: layer for layer in document.get("layers") or [] if not mediatypes.is_foreign(layer)}
     hints = MountHints(store.root)
 
     async with connect(target.registry, settings, session=session, credentials=credentials) as client:
@@ -70,7 +71,8 @@ async def push(
         jobs = [lambda: sender.send(config, NoProgress())]
         jobs += [lambda layer=layer: sender.send(layer, progress) for layer in layers.values()]
         await gather_bounded(jobs, concurrency)
-        digest = await client.put_manifest(target.repository, target.tag or target.reference, data, media_type)
+        algorithm = record.manifest_digest.split(":", 1)[0]
+        digest = await client.put_manifest(target.repository, target.tag or target.reference, data, media_type, algorithm)
         await asyncio.to_thread(hints.record, [config["digest"], *layers], target.registry, target.repository)
         if digest == record.manifest_digest:
             # The pushed digest joins the image's RepoDigests, as docker records it.

@@ -146,6 +146,37 @@ async def _receive(
     return written
 
 
+async def download_from_urls(urls: list[str], digest: str, size: int, store: Any, what: str, progress: Progress | None = None) -> None:
+    """A non-distributable layer the registry does not hold, from the first of its `urls` that
+    serves it (as containerd fetches them), streamed into the store and verified."""
+    progress = progress or NoProgress()
+    failures = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=120), auto_decompress=False) as session:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                failures.append(f"{url}: not an http(s) URL")
+                continue
+            progress.start(digest, size)
+            try:
+                async with _ingest(store, digest, size) as ingest:
+                    if ingest.offset < size:
+                        async with session.get(url) as response:
+                            if response.status != 200:
+                                failures.append(f"{url}: HTTP {response.status}")
+                                continue
+                            async for chunk in response.content.iter_chunked(WRITE_BUFFER):
+                                await asyncio.to_thread(ingest.write, chunk)
+                                progress.advance(digest, len(chunk))
+                    await asyncio.to_thread(ingest.commit)
+                    return
+            except (StoreDigestMismatch, DigestMismatch):
+                failures.append(f"{url}: served content that is not {digest}")
+            except _BROKEN as error:
+                failures.append(f"{url}: {type(error).__name__}: {error}")
+    raise RegistryUnavailable(f"{what}: the non-distributable layer {digest} is not in the registry and none of its urls served it "
+                              f"({'; '.join(failures) or 'no urls'})")  # fmt: skip
+
+
 # -- upload ------------------------------------------------------------------------------------
 
 

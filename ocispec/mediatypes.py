@@ -30,3 +30,8 @@ SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 
 # Empty JSON object `{}`: the config of artifacts that have none.
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+
+def is_foreign(descriptor: dict) -> bool:
+    """A non-distributable layer with `urls`: clients fetch it from there, registries need not hold it."""
+    return descriptor.get("mediaType") in NONDISTRIBUTABLE_LAYERS and bool(descriptor.get("urls"))
