@@ -66,13 +66,14 @@ bodies = st.one_of(
     st.just(b"[" * 5000 + b"]" * 5000),
     st.just(b'{"n": ' + b"9" * 5000 + b"}"),
 )  # fmt: skip
+header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)  # what HTTP can carry
 headers = st.fixed_dictionaries(
     {},
     optional={
         "Content-Type": media_types,
         "Accept": media_types,
-        "Content-Range": st.one_of(st.sampled_from(["0-0", "0-10", "10-5", "-1-2", "a-b", "0-99999999999999999999"]), st.text(max_size=20)),
-        "Range": st.one_of(st.sampled_from(["bytes=0-0", "bytes=5-1", "bytes=-1", "bytes=0-", "bytes=a-b", "items=1-2"]), st.text(max_size=20)),
+        "Content-Range": st.one_of(st.sampled_from(["0-0", "0-10", "10-5", "-1-2", "a-b", "0-99999999999999999999"]), header_text),
+        "Range": st.one_of(st.sampled_from(["bytes=0-0", "bytes=5-1", "bytes=-1", "bytes=0-", "bytes=a-b", "items=1-2"]), header_text),
         "Authorization": st.one_of(
             st.sampled_from(["Bearer x.y.z", "Bearer ", "Basic !!!", "Basic " + base64.b64encode(b"root-admin:admin-secret").decode(),
                              "Basic " + base64.b64encode(b"nobody:pw").decode(), "Basic " + base64.b64encode(b"no-colon").decode()]),

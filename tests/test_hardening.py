@@ -232,7 +232,7 @@ async def test_the_web_page_reads_no_large_config_whatever_its_descriptor_claims
     lying["config"]["size"] = 2
     body = json.dumps(lying).encode()
 
-    async def accept_anything(self, name, parsed) -> None:  # the check of today's registry, absent in an older one
+    async def accept_anything(self, name, parsed, **options) -> None:  # the check of today's registry, absent in an older one
         return None
 
     monkeypatch.setattr(Manifests, "_require_references", accept_anything)
