@@ -765,7 +765,7 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
                 "MountLabel": "",
                 "ProcessLabel": "",
                 "AppArmorProfile": "",
-                "ExecIDs": [e.id for e in self.execs.values() if e.container_id == record.Id] or None,
+                "ExecIDs": [e.id for e in self.execs.values() if e.container_id == record.Id and not e.probe] or None,
                 "HostConfig": record.HostConfig,
                 "GraphDriver": {
                     "Name": "overlay2",

@@ -35,6 +35,8 @@ class Exec:
     pid: int = 0
     directory: Path | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    probe: bool = False
+    """A health-check probe: the daemon's own, not listed among the container's execs."""
 
     def inspect(self) -> dict[str, Any]:
         return {

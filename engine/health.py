@@ -152,6 +152,7 @@ class HealthMixin:
         except EngineError as error:
             return {"Start": began, "End": now_text(), "ExitCode": -1, "Output": error.message}
         execution = self.execs[exec_id]
+        execution.probe = True
         output = bytearray()
         try:
             execution, connection, failure = await self.exec_start(exec_id)
