@@ -102,8 +102,7 @@ class _Repository:
         self.tagged: set[Digest] = set()
 
     async def load(self, storage: StorageBackend) -> None:
-        base = layout.repository(self.name)
-        self.revisions = await _digests_under(storage, f"{base}/_manifests/revisions")
+        self.revisions = await _digests_under(storage, layout.manifest_revisions(self.name))
         for tag in await _all(storage, layout.tags_dir(self.name)):
             try:
                 self.tagged.add(Digest.parse((await storage.get_bytes(layout.tag(self.name, tag))).decode()))

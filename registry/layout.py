@@ -24,8 +24,13 @@ def layer_link(name: str, digest: Digest) -> str:
     return f"repositories/{name}/_layers/{digest.algorithm}/{digest.encoded}"
 
 
+def manifest_revisions(name: str) -> str:
+    """`<algorithm>/<hex>` entries below: every manifest of the repository."""
+    return f"repositories/{name}/_manifests/revisions"
+
+
 def manifest_revision(name: str, digest: Digest) -> str:
-    return f"repositories/{name}/_manifests/revisions/{digest.algorithm}/{digest.encoded}"
+    return f"{manifest_revisions(name)}/{digest.algorithm}/{digest.encoded}"
 
 
 def tags_dir(name: str) -> str:
@@ -86,3 +91,51 @@ def catalog_key(name: str) -> str:
 
 def catalog_name(key: str) -> str:
     return key.replace("+", "/")
+
+
+# -- the Hub's records (accounts, tokens, settings, search), beside the content ------------------
+HUB_USERS = "hub/users"
+
+
+def hub_account(kind: str, name: str) -> str:
+    """A user (`kind` "users") or an organization ("orgs"), by its validated name."""
+    return f"hub/{kind}/{name}.json"
+
+
+def hub_user(name: str) -> str:
+    return hub_account("users", name)
+
+
+def hub_organization(name: str) -> str:
+    return hub_account("orgs", name)
+
+
+def hub_tokens(user: str) -> str:
+    return f"hub/tokens/{user}"
+
+
+def hub_token(user: str, token_id: str) -> str:
+    return f"{hub_tokens(user)}/{token_id}.json"
+
+
+def hub_refresh_token(token_hash: str) -> str:
+    """A refresh token's record, by the sha256 of the token (the token itself is never stored)."""
+    return f"hub/refresh/{token_hash}.json"
+
+
+def hub_ended_session(nonce_hash: str) -> str:
+    """A web session signed out before it expired, by the sha256 of its nonce."""
+    return f"hub/sessions-ended/{nonce_hash}"
+
+
+SEARCH_INDEX = "hub/search/index.json"
+SEARCH_VERSION = "hub/search/version"
+
+
+def repository_settings(name: str) -> str:
+    """Visibility, description and stars of a repository (a name may be 255 characters: no suffix fits in one file name)."""
+    return f"repositories/{name}/_settings.json"
+
+
+def repository_webhooks(name: str) -> str:
+    return f"repositories/{name}/_webhooks.json"

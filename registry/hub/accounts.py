@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from storage_backends import ObjectNotFound, StorageBackend
 
+from .. import layout
 from ..layout import CATALOG, catalog_name
 from .search import SearchIndex
 from .models import (
@@ -52,10 +53,6 @@ class Conflict(HubError):
     status = 409
 
 
-def _settings_key(name: str) -> str:
-    return f"repositories/{name}/_settings.json"
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -82,7 +79,7 @@ class Accounts:
             validate_account_name(name)  # also keeps any name from becoming a storage path
         except ValueError:
             return None
-        return await self._load(f"hub/{kind}/{name}.json", model)
+        return await self._load(layout.hub_account(kind, name), model)
 
     async def user(self, name: str) -> User | None:
         return await self._account("users", name, User)
@@ -97,18 +94,18 @@ class Accounts:
         if await self.user(name) or await self.organization(name):
             raise Conflict(f"the name {name!r} is taken")
         user = User(name=name, password_hash=await _hash_password(password), admin=admin)
-        await self._save(f"hub/users/{name}.json", user)
+        await self._save(layout.hub_user(name), user)
         return user
 
     async def set_password(self, name: str, password: str) -> None:
         user = await self.require_user(name)
         user.password_hash = await _hash_password(password)
-        await self._save(f"hub/users/{name}.json", user)
+        await self._save(layout.hub_user(name), user)
 
     async def set_admin(self, name: str, admin: bool) -> None:
         user = await self.require_user(name)
         user.admin = admin
-        await self._save(f"hub/users/{name}.json", user)
+        await self._save(layout.hub_user(name), user)
 
     async def require_user(self, name: str) -> User:
         user = await self.user(name)
@@ -125,10 +122,10 @@ class Accounts:
         if not user.admin or not await _check_password(password, user.password_hash):
             user.admin = True
             user.password_hash = await _hash_password(password)
-            await self._save(f"hub/users/{name}.json", user)
+            await self._save(layout.hub_user(name), user)
 
     async def users(self) -> list[str]:
-        return [name.removesuffix(".json") for name in await self.storage.list("hub/users")]
+        return [name.removesuffix(".json") for name in await self.storage.list(layout.HUB_USERS)]
 
     async def authenticate(self, name: str, secret: str) -> User | None:
         """The user whose password, or one of whose personal access tokens, is `secret`.
@@ -152,23 +149,23 @@ class Accounts:
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         record = AccessToken(id=token_id, user=user, name=name, secret_hash=_sha256(secret))
-        await self._save(f"hub/tokens/{user}/{token_id}.json", record)
+        await self._save(layout.hub_token(user, token_id), record)
         return record, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
     async def tokens(self, user: str) -> list[AccessToken]:
-        names = await self.storage.list(f"hub/tokens/{user}")
-        records = await asyncio.gather(*(self._load(f"hub/tokens/{user}/{name}", AccessToken) for name in names))
+        names = await self.storage.list(layout.hub_tokens(user))
+        records = await asyncio.gather(*(self._load(f"{layout.hub_tokens(user)}/{name}", AccessToken) for name in names))
         return [record for record in records if record is not None]
 
     async def revoke_token(self, user: str, token_id: str) -> None:
-        if not token_id.isalnum() or not await self.storage.delete(f"hub/tokens/{user}/{token_id}.json"):
+        if not token_id.isalnum() or not await self.storage.delete(layout.hub_token(user, token_id)):
             raise NotFound(f"user {user!r} has no token {token_id!r}")
 
     async def _token_matches(self, user: str, presented: str) -> bool:
         token_id, _, secret = presented.removeprefix(TOKEN_PREFIX).partition("_")
         if not token_id.isalnum() or not secret:
             return False
-        record = await self._load(f"hub/tokens/{user}/{token_id}.json", AccessToken)
+        record = await self._load(layout.hub_token(user, token_id), AccessToken)
         return record is not None and hmac.compare_digest(record.secret_hash, _sha256(secret))
 
     # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
@@ -178,11 +175,11 @@ class Accounts:
         token is revoked."""
         token = secrets.token_urlsafe(32)
         record = {"user": user.name, "password": _sha256(user.password_hash), "token_id": token_id_of(signed_in_with)}
-        await self.storage.put_bytes(f"hub/refresh/{_sha256(token)}.json", json.dumps(record).encode())
+        await self.storage.put_bytes(layout.hub_refresh_token(_sha256(token)), json.dumps(record).encode())
         return token
 
     async def refresh_token_user(self, token: str) -> User | None:
-        key = f"hub/refresh/{_sha256(token)}.json"
+        key = layout.hub_refresh_token(_sha256(token))
         try:
             record = json.loads(await self.storage.get_bytes(key))
         except ObjectNotFound:
@@ -192,7 +189,7 @@ class Accounts:
             await self.storage.delete(key)  # issued before the password changed (or the user went)
             return None
         token_id = record.get("token_id")
-        if token_id and await self._load(f"hub/tokens/{user.name}/{token_id}.json", AccessToken) is None:
+        if token_id and await self._load(layout.hub_token(user.name, token_id), AccessToken) is None:
             await self.storage.delete(key)  # the access token it came from was revoked
             return None
         return user
@@ -200,10 +197,10 @@ class Accounts:
     # -- web sessions ended by signing out --------------------------------------------------------
     async def end_session(self, nonce: str, expires: int) -> None:
         """Mark a web session as signed out (until it would have expired anyway)."""
-        await self.storage.put_bytes(f"hub/sessions-ended/{_sha256(nonce)}", str(expires).encode())
+        await self.storage.put_bytes(layout.hub_ended_session(_sha256(nonce)), str(expires).encode())
 
     async def session_ended(self, nonce: str) -> bool:
-        return await self.storage.exists(f"hub/sessions-ended/{_sha256(nonce)}")
+        return await self.storage.exists(layout.hub_ended_session(_sha256(nonce)))
 
     # -- organizations ---------------------------------------------------------------------
     async def create_organization(self, name: str, owner: str) -> Organization:
@@ -214,7 +211,7 @@ class Accounts:
             raise Conflict(f"the name {name!r} is taken")
         await self.require_user(owner)
         org = Organization(name=name, members={owner: "admin"})
-        await self._save(f"hub/orgs/{name}.json", org)
+        await self._save(layout.hub_organization(name), org)
         return org
 
     async def require_organization(self, name: str) -> Organization:
@@ -231,15 +228,15 @@ class Accounts:
         else:
             await self.require_user(user)
             org.members[user] = role
-        await self._save(f"hub/orgs/{org_name}.json", org)
+        await self._save(layout.hub_organization(org_name), org)
         return org
 
     # -- repository settings ---------------------------------------------------------------
     async def repository(self, name: str) -> RepositorySettings | None:
-        return await self._load(_settings_key(name), RepositorySettings)
+        return await self._load(layout.repository_settings(name), RepositorySettings)
 
     async def save_repository(self, settings: RepositorySettings) -> None:
-        await self._save(_settings_key(settings.name), settings)
+        await self._save(layout.repository_settings(settings.name), settings)
         await self.search.update(settings)
 
     async def all_repositories(self) -> list[RepositorySettings]:

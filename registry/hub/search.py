@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from storage_backends import ObjectNotFound, StorageBackend
 
+from .. import layout
 from .models import RepositorySettings
 
-INDEX_KEY = "hub/search/index.json"
-VERSION_KEY = "hub/search/version"
+INDEX_KEY = layout.SEARCH_INDEX
+VERSION_KEY = layout.SEARCH_VERSION
 WRITE_ATTEMPTS = 3
 log = logging.getLogger("dockyard.search")
 

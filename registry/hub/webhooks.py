@@ -56,6 +56,7 @@ from pydantic import BaseModel
 
 from storage_backends import ObjectNotFound, StorageBackend
 
+from .. import layout
 from .accounts import HubError, NotFound
 from .models import Webhook
 
@@ -71,7 +72,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 
 def webhooks_key(repository: str) -> str:
-    return f"repositories/{repository}/_webhooks.json"
+    return layout.repository_webhooks(repository)
 
 
 def validate_url(text: str) -> str:
