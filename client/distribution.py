@@ -26,7 +26,7 @@ from ocispec.digest import Digest
 from . import transfer
 from .auth import Credentials
 from .credentials import load_credentials
-from .errors import DigestMismatch, ImageNotFound, NotFound, Subject, UnsupportedManifest
+from .errors import DigestMismatch, NotFound, Subject, UnsupportedManifest
 from .progress import Progress
 from .reference import DOCKER_HUB, DOCKER_HUB_INDEX, looks_like_host, normalize_registry
 from .transport import ClientSettings, RegistryTransport, new_session
@@ -130,21 +130,6 @@ class RegistryClient:
         digest = _verified_digest(reply.body, reference, reply.headers.get("Docker-Content-Digest"), missing)
         return Manifest(reply.body, manifest_media_type(reply.body, reply.headers.get("Content-Type")), digest)
 
-    async def head_manifest(self, repository: str, reference: str) -> str | None:
-        """The digest `reference` resolves to, or None when the registry has no such manifest."""
-        subject = self.subject(repository, "pull", f"manifest for {self.registry}/{repository}:{reference}")
-        try:
-            reply = await self.transport.fetch(
-                "HEAD",
-                f"/v2/{repository}/manifests/{reference}",
-                subject,
-                scopes=(repository_scope(repository, "pull"),),
-                headers={"Accept": MANIFEST_ACCEPT},
-            )
-        except ImageNotFound:
-            return None
-        return reply.headers.get("Docker-Content-Digest")
-
     async def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str, algorithm: str = "sha256") -> str:
         """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's).
 
@@ -191,16 +176,6 @@ class RegistryClient:
             return None
         length = reply.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else 0
-
-    async def fetch_blob(self, repository: str, digest: str, *, limit: int = MAX_MANIFEST_SIZE) -> bytes:
-        """A small blob (a config) read whole, its digest verified."""
-        subject = self.subject(repository, "pull", f"blob {digest} in {self.registry}/{repository}")
-        reply = await self.transport.fetch(
-            "GET", f"/v2/{repository}/blobs/{digest}", subject, scopes=(repository_scope(repository, "pull"),)
-        )
-        if len(reply.body) > limit or str(Digest.of_bytes(reply.body, Digest.parse(digest).algorithm)) != digest:
-            raise DigestMismatch(f"blob {digest} from {self.registry}/{repository} does not match its digest")
-        return reply.body
 
     async def download_blob(
         self, repository: str, digest: str, size: int, store: Any, progress: Progress | None = None

@@ -99,12 +99,6 @@ class Denied(RegistryError):
     message = "requested access to the resource is denied"
 
 
-class Unsupported(RegistryError):
-    code = "UNSUPPORTED"
-    status = 405
-    message = "the operation is unsupported"
-
-
 class TooManyRequests(RegistryError):
     code = "TOOMANYREQUESTS"
     status = 429

@@ -36,7 +36,6 @@ Guarantees of every backend:
 
 from __future__ import annotations
 
-import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -78,10 +77,6 @@ def check_path(path: str) -> str:
         if part in ("", ".", "..") or part.startswith("."):
             raise InvalidPath(f"invalid storage key {path!r}")
     return path
-
-
-def parent_of(path: str) -> str:
-    return posixpath.dirname(path)
 
 
 async def iterate_once(data: bytes) -> AsyncIterator[bytes]:

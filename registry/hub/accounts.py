@@ -102,11 +102,6 @@ class Accounts:
         user.password_hash = await _hash_password(password)
         await self._save(layout.hub_user(name), user)
 
-    async def set_admin(self, name: str, admin: bool) -> None:
-        user = await self.require_user(name)
-        user.admin = admin
-        await self._save(layout.hub_user(name), user)
-
     async def require_user(self, name: str) -> User:
         user = await self.user(name)
         if user is None:
