@@ -325,11 +325,7 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
                                f"/sys/fs/cgroup/dockyard/{record.Id}/memory.events"],  # cgroup v1, v2
                     forwards=forwards,
                 )  # fmt: skip
-                try:
-                    record.shim_pid = await shimclient.spawn(run_dir, shim_spec, tuple(f.fd for f in forwards))
-                finally:
-                    ports.close_all(opened)  # the shim holds them now (or nobody does)
-                    opened = []
+                record.shim_pid = await shimclient.spawn(run_dir, shim_spec, tuple(f.fd for f in forwards))
                 for attachment in live.pending:
                     await self._connect(attachment, run_dir)
                 live.pending.clear()
@@ -343,18 +339,17 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
             else:
                 failure = None
             finally:
-                ports.close_all(opened)
+                ports.close_all(opened)  # the daemon's copies: the shim holds its own (or nobody does)
             if failure is None:
                 record.manually_stopped = False
                 record.State = ContainerState(
                     Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(),
                     FinishedAt=record.State.FinishedAt,
                 )  # fmt: skip
+                self._start_health(live)
                 self._save(record)
                 await asyncio.to_thread(self.images.store.set_hold_running, record.Id, True)
                 live.monitor = asyncio.ensure_future(self._monitor(live, run_dir))
-                self._start_health(live)
-                self._save(record)
                 log.info("started container %s", record.short_id)
                 return
             await self._start_failed(live, failure.message)
