@@ -16,7 +16,7 @@ DAEMON_PACKAGES := runc containernetworking-plugins iptables
 DAEMON_HOST ?= unix:///run/dockyard.sock
 DAEMON_DATA ?= /var/lib/dockyard
 
-.PHONY: run daemon test bench apt-packages clean
+.PHONY: run daemon test lint bench apt-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -46,8 +46,13 @@ apt-packages:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: $(VENV)/.test apt-packages
+test: lint apt-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint and import order) over everything; mypy --strict over ocispec, storage_backends and registry.core
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.test apt-packages
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

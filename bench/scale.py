@@ -22,10 +22,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.app import create_app  # noqa: E402
-from registry.hub.accounts import Accounts  # noqa: E402
-from registry.hub.models import RepositorySettings  # noqa: E402
-from registry.repositories import Repositories  # noqa: E402
+from registry.api.app import create_app  # noqa: E402
+from registry.core.hub import Hub  # noqa: E402
+from registry.core.hub.models import RepositorySettings  # noqa: E402
+from registry.core.repositories import Repositories  # noqa: E402
 from storage_backends import StorageBackend  # noqa: E402
 from storage_backends.filesystem import FilesystemBackend  # noqa: E402
 from storage_backends.s3 import S3Backend  # noqa: E402
@@ -116,17 +116,17 @@ async def catalog_case(make_storage: Callable[[str], StorageBackend], count: int
 
 
 async def search_case(storage: StorageBackend, count: int, requests: int) -> None:
-    accounts = Accounts(storage, "public")
+    hub = Hub.over(storage, "public")
     settings = [
         RepositorySettings(name=repository_name(i), visibility="public", description=f"{WORDS[i % 7]} service number {i}")
         for i in range(count)
     ]
     started = time.perf_counter()
-    await accounts.search.rebuild(settings)
+    await hub.search.rebuild(settings)
     print(f"  index of {count} repositories built in {(time.perf_counter() - started) * 1000:.0f} ms "
           f"({(await storage.stat('hub/search/index.json')).size / 1e6:.1f} MB)")
     started = time.perf_counter()
-    await accounts.search.update(RepositorySettings(name="late/arrival", visibility="public"))
+    await hub.search.update(RepositorySettings(name="late/arrival", visibility="public"))
     print(f"  one repository added to the index in {(time.perf_counter() - started) * 1000:.0f} ms")
     runner, url = await serve(storage)
     try:

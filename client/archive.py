@@ -49,9 +49,10 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
 from ocispec import mediatypes
+from ocispec.image_config import ImageConfig, InvalidImageConfig
+from ocispec.reference import DOCKER_HUB, ImageReference
 
 from .errors import ClientError
-from .reference import DOCKER_HUB, ImageReference
 from .store import ImageRecord, ImageStore
 from .store.unpack import LayerStream, open_decompressed
 
@@ -371,10 +372,8 @@ def _load_image(
     config = archive.read(config_path)
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     try:
-        diff_ids = json.loads(config)["rootfs"]["diff_ids"]
-        if not isinstance(diff_ids, list):
-            raise TypeError("rootfs.diff_ids is not a list")
-    except (ValueError, KeyError, TypeError) as error:
+        diff_ids = ImageConfig.parse(config).diff_ids()
+    except InvalidImageConfig as error:
         raise ArchiveError(f"{archive.label}: config {config_path!r} has no rootfs.diff_ids: {error}") from None
     if len(diff_ids) != len(layer_paths):
         raise ArchiveError(

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ocispec.reference import InvalidReference
+
 from .errors import ClientError
 
 if TYPE_CHECKING:
+    from ocispec.reference import ImageReference
+
     from .daemon import DaemonClient
-    from .reference import ImageReference
     from .store import ImageStore
     from .transport import ClientSettings
 
@@ -33,7 +36,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     The store's are only looked up when its module is loaded: an instance cannot exist otherwise.
     """
     store_errors = sys.modules.get("client.store.errors")
-    return (ClientError, store_errors.StoreError) if store_errors is not None else (ClientError,)
+    ours = (ClientError, InvalidReference)
+    return (*ours, store_errors.StoreError) if store_errors is not None else ours
 
 
 def describe(error: BaseException) -> str:
@@ -117,7 +121,7 @@ class Context:
         return ClientSettings(config_dir=Path(config) if config is not None else None, insecure_registries=frozenset(insecure))
 
     def reference(self, text: str, *, default_tag: str | None = "latest") -> ImageReference:
-        from .reference import ImageReference
+        from ocispec.reference import ImageReference
 
         return ImageReference.parse(text, default_registry=self.settings().default_registry, default_tag=default_tag)
 
@@ -126,7 +130,7 @@ class Context:
         name, else `text` itself (an image ID or prefix; the store's error then names `text`)."""
         try:
             name = str(self.reference(text))
-        except ClientError:
+        except InvalidReference:
             return text
         try:
             self.store().resolve(name)

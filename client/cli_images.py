@@ -16,6 +16,7 @@ from typing import Any
 
 from .cli_context import Context, UsageError
 from .cli_output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
+from .image_documents import history_steps, inspect_document
 
 HISTORY_WIDTH = 45
 
@@ -84,48 +85,18 @@ def inspect_command(ctx: Context) -> int:
 
     def inspect(text: str) -> None:
         record = store.resolve(ctx.locate(text))
-        documents.append(inspect_document(record, store.config(record)))
+        documents.append(inspect_document(record, store.image_config(record)))
 
     status = ctx.each(ctx.args.images, inspect)
     ctx.print(json.dumps(documents, indent=4, ensure_ascii=False))
     return status
 
 
-def inspect_document(record: Any, config: dict[str, Any]) -> dict[str, Any]:
-    """`docker image inspect`'s fields, from the store's record and the image config."""
-    document: dict[str, Any] = {
-        "Id": record.id,
-        "RepoTags": [familiar(name) for name in record.repo_tags],
-        "RepoDigests": [familiar(name) for name in record.repo_digests],
-        "Parent": "",
-        "Comment": config.get("comment") or "",
-        "Created": config.get("created") or "",
-        "DockerVersion": config.get("docker_version") or "",
-        "Author": config.get("author") or "",
-        "Config": config.get("config"),
-        "Architecture": config.get("architecture") or "",
-    }
-    if config.get("variant"):
-        document["Variant"] = config["variant"]
-    document["Os"] = config.get("os") or ""
-    if config.get("os.version"):
-        document["OsVersion"] = config["os.version"]
-    document.update(
-        {
-            "Size": record.size,
-            "RootFS": {"Type": (config.get("rootfs") or {}).get("type") or "layers", "Layers": list(record.diff_ids)},
-            "Metadata": {"LastTagTime": record.added or "0001-01-01T00:00:00Z"},
-            "Descriptor": {"mediaType": record.media_type, "digest": record.manifest_digest, "size": record.manifest_size},
-        }
-    )
-    return document
-
-
 def history_command(ctx: Context) -> int:
     args = ctx.args
     store = ctx.store()
     record = store.resolve(ctx.locate(args.image))
-    steps = history_steps(store.config(record), [layer.size for layer in record.layers])
+    steps = history_steps(store.image_config(record), [layer.size for layer in record.layers])
     now = datetime.now(timezone.utc)
     rows = []
     for index, step in enumerate(steps):
@@ -140,28 +111,6 @@ def history_command(ctx: Context) -> int:
     else:
         ctx.print(table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), rows))
     return 0
-
-
-def history_steps(config: dict[str, Any], layer_sizes: list[int]) -> list[dict[str, Any]]:
-    """The config's history, newest first, each non-empty step given the size of its layer (in
-    order); layers that no history entry accounts for get a step of their own."""
-    steps = []
-    layers = iter(layer_sizes)
-    for entry in config.get("history") or []:
-        if not isinstance(entry, dict):
-            continue
-        size = 0 if entry.get("empty_layer") else next(layers, 0)
-        steps.append(
-            {
-                "created": entry.get("created"),
-                "created_by": str(entry.get("created_by") or ""),
-                "size": size,
-                "comment": str(entry.get("comment") or ""),
-            }
-        )
-    for size in layers:
-        steps.append({"created": None, "created_by": "", "size": size, "comment": ""})
-    return steps[::-1]
 
 
 def save_command(ctx: Context) -> int:

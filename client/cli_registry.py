@@ -19,8 +19,9 @@ SEARCH_DESCRIPTION_WIDTH = 45
 
 
 def login_command(ctx: Context) -> int:
+    from ocispec.reference import DOCKER_HUB, normalize_registry
+
     from .credentials import login
-    from .reference import DOCKER_HUB, normalize_registry
 
     args = ctx.args
     registry = normalize_registry(args.server or DOCKER_HUB)
@@ -47,8 +48,9 @@ def login_command(ctx: Context) -> int:
 
 
 def logout_command(ctx: Context) -> int:
+    from ocispec.reference import DOCKER_HUB, normalize_registry
+
     from .credentials import DOCKER_HUB_KEY, logout
-    from .reference import DOCKER_HUB, normalize_registry
 
     registry = normalize_registry(ctx.args.server or DOCKER_HUB)
     shown = DOCKER_HUB_KEY if registry == DOCKER_HUB else registry

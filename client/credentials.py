@@ -22,9 +22,10 @@ from typing import Any
 
 import aiohttp
 
+from ocispec.reference import DOCKER_HUB, InvalidReference, normalize_registry
+
 from .auth import Credentials
 from .errors import AuthenticationRequired, ClientError, Subject
-from .reference import DOCKER_HUB, normalize_registry
 from .transport import ClientSettings, new_session
 
 CONFIG_FILE = "config.json"
@@ -85,7 +86,7 @@ def _matching_keys(auths: dict[str, Any], registry: str) -> list[str]:
         try:
             if normalize_registry(key) == registry:
                 keys.append(key)
-        except ClientError:
+        except InvalidReference:
             continue
     return keys
 

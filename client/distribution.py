@@ -22,13 +22,14 @@ import aiohttp
 
 from ocispec import mediatypes
 from ocispec.digest import Digest
+from ocispec.manifest import inferred_media_type
+from ocispec.reference import DOCKER_HUB, DOCKER_HUB_INDEX, looks_like_host, normalize_registry
 
 from . import transfer
 from .auth import Credentials
 from .credentials import load_credentials
 from .errors import DigestMismatch, NotFound, Subject, UnsupportedManifest
 from .progress import Progress
-from .reference import DOCKER_HUB, DOCKER_HUB_INDEX, looks_like_host, normalize_registry
 from .transport import ClientSettings, RegistryTransport, new_session
 
 MANIFEST_ACCEPT = ", ".join(
@@ -85,7 +86,7 @@ def manifest_media_type(data: bytes, content_type: str | None) -> str:
     header = (content_type or "").split(";", 1)[0].strip()
     media_type = declared or (header if header in mediatypes.MANIFEST_TYPES else None)
     if media_type is None:
-        media_type = mediatypes.OCI_INDEX if "manifests" in document else mediatypes.OCI_MANIFEST
+        media_type = inferred_media_type(document) or mediatypes.OCI_MANIFEST
     if document.get("schemaVersion") == 1 or media_type in mediatypes.SCHEMA1_TYPES:
         raise UnsupportedManifest("Docker schema 1 manifests are not supported; push the image again as schema 2 or OCI")
     if media_type not in mediatypes.MANIFEST_TYPES:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ocispec.reference import InvalidReference  # noqa: F401 - the client raises it too (platforms)
+
 
 class ClientError(Exception):
     """Base of everything the client raises on purpose."""
-
-
-class InvalidReference(ClientError, ValueError):
-    """An image reference, registry name or platform string that cannot be parsed."""
 
 
 class RegistryError(ClientError):

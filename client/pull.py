@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ocispec import mediatypes
 from ocispec.manifest import Descriptor, ImageManifest
+from ocispec.reference import ImageReference
 
 from .auth import Credentials
 from .distribution import Manifest, RegistryClient, connect
@@ -25,7 +26,6 @@ from .errors import UnsupportedManifest
 from .mounts import MountHints
 from .platforms import Platform, host_platform, select_manifest
 from .progress import ALREADY_EXISTS, PULL_COMPLETE, NoProgress, Progress
-from .reference import ImageReference
 from .transfer import download_from_urls, gather_bounded
 from .transport import ClientSettings
 

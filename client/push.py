@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 
 from ocispec import mediatypes
+from ocispec.reference import ImageReference
 
 from .auth import Credentials
 from .distribution import RegistryClient, connect, manifest_media_type
 from .errors import UnsupportedManifest
 from .mounts import MountHints
 from .progress import LAYER_EXISTS, MOUNTED_FROM, PUSHED, NoProgress, Progress
-from .reference import ImageReference
 from .transfer import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, gather_bounded
 from .transport import ClientSettings
 

@@ -24,9 +24,10 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from ocispec.reference import api_host
+
 from .auth import Authenticator, Credentials, parse_www_authenticate
 from .errors import RegistryUnavailable, Subject, error_for_status
-from .reference import api_host
 
 log = logging.getLogger("dockyard.client")
 

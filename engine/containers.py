@@ -40,6 +40,7 @@ from .container_config import (
     network_settings,
     should_restart,
 )
+from .container_networks import NetworkMixin, attachments_for_create
 from .errors import (
     Conflict,
     EngineError,
@@ -49,17 +50,16 @@ from .errors import (
     NotModified,
     RuntimeFailure,
 )
-from .container_networks import NetworkMixin, attachments_for_create
 from .execs import Exec, ExecMixin
 from .health import HealthMixin
 from .images import ImageService
 from .logs import read_records, select
+from .mounts import Mount, mounts_of
 from .names import new_id, random_name, validate_name
 from .networks import Networks
 from .records import Container, ContainerFiles, ContainerState, ContainerStore
 from .runc import Runc, parse_signal
 from .shim import ShimSpec, now_text
-from .mounts import Mount, mounts_of
 from .spec import DEFAULT_PATH, Bind, Limits, ProcessSpec, RuntimeSpec, Tmpfs, command_of
 from .users import resolve_user
 from .volumes import Volumes, fill_from_image
@@ -736,7 +736,7 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None, limit: int = -1) -> list[Container]:
         filters = filters or {}
         chosen = []
-        for live in sorted(self.live.values(), key=lambda l: l.record.Created, reverse=True):
+        for live in sorted(self.live.values(), key=lambda one: one.record.Created, reverse=True):
             record = live.record
             if not all and not record.State.Running and not filters.get("status"):
                 continue

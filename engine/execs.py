@@ -89,7 +89,9 @@ class ExecMixin:
         except KeyError:
             raise NoSuchExec(exec_id) from None
 
-    async def exec_start(self, exec_id: str, *, tty: bool | None = None, console: tuple[int, int] | None = None) -> tuple[Exec, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, str | None]:
+    async def exec_start(
+        self, exec_id: str, *, tty: bool | None = None, console: tuple[int, int] | None = None
+    ) -> tuple[Exec, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, str | None]:
         """Start the exec; (exec, its stream when attached, the start error if any)."""
         execution = self.get_exec(exec_id)
         if execution.running or execution.exit_code is not None:

@@ -16,11 +16,12 @@ from typing import IO, Any
 
 from client.auth import Credentials
 from client.errors import ClientError
-from client.reference import ImageReference
+from client.image_documents import history_steps, inspect_document
 from client.store import ImageRecord, ImageStore
 from client.store.errors import ImageConflict, NoSuchImage, StoreError
 from client.transport import ClientSettings
 from ocispec.names import familiar
+from ocispec.reference import ImageReference, InvalidReference
 
 from .errors import Conflict, EngineError, InvalidParameter, NotFound
 
@@ -35,7 +36,7 @@ class ImageService:
     def reference(self, text: str, *, default_tag: str | None = "latest") -> ImageReference:
         try:
             return ImageReference.parse(text, default_registry=self.settings.default_registry, default_tag=default_tag)
-        except ClientError as error:
+        except InvalidReference as error:
             raise InvalidParameter(str(error)) from None
 
     def _locate(self, text: str) -> str:
@@ -98,21 +99,20 @@ class ImageService:
                     "Size": size,
                     "VirtualSize": size,
                     "SharedSize": -1,
-                    "Labels": ((await asyncio.to_thread(self.store.config, record)).get("config") or {}).get("Labels"),
+                    "Labels": (await asyncio.to_thread(self.store.image_config, record)).runtime.Labels or None,
                     "Containers": -1,
                 }
             )
         return out
 
     async def inspect(self, text: str) -> dict[str, Any]:
-        from client.cli_images import inspect_document
-
         record = await self.resolve(text)
-        config = await asyncio.to_thread(self.store.config, record)
+        config = await asyncio.to_thread(self.store.image_config, record)
         document = inspect_document(record, config)
+        extra = config.model_extra or {}
         document["Parent"] = record.parent or ""
-        document["Container"] = config.get("container") or ""
-        document["ContainerConfig"] = config.get("container_config") or _empty_config()
+        document["Container"] = extra.get("container") or ""
+        document["ContainerConfig"] = extra.get("container_config") or _empty_config()
         document["Size"] = document["VirtualSize"] = await asyncio.to_thread(self.unpacked_size, record)
         snapshots = [self.store.snapshot(chain) for chain in reversed(record.chain_ids)]
         lower = [str(snapshot.fs) for snapshot in snapshots if snapshot is not None]
@@ -125,10 +125,8 @@ class ImageService:
         return ordered
 
     async def history(self, text: str) -> list[dict[str, Any]]:
-        from client.cli_images import history_steps
-
         record = await self.resolve(text)
-        config = await asyncio.to_thread(self.store.config, record)
+        config = await asyncio.to_thread(self.store.image_config, record)
         sizes = []
         for chain, layer in zip(record.chain_ids, record.layers):
             snapshot = self.store.snapshot(chain)

@@ -103,12 +103,15 @@ def _describe(error: ValidationError) -> str:
     return f"{location}: {first['msg']}"
 
 
-def _infer_media_type(document: dict[str, Any]) -> str:
+def inferred_media_type(document: dict[str, Any]) -> str | None:
+    """The media type a manifest without `mediaType` (and without a telling Content-Type) has by
+    its shape: an OCI index when it lists `manifests`, an OCI image manifest when it has a
+    `config` or `layers`; None when it has neither."""
     if "manifests" in document:
         return mediatypes.OCI_INDEX
     if "config" in document or "layers" in document:
         return mediatypes.OCI_MANIFEST
-    raise ManifestInvalid("cannot tell the manifest type: no mediaType, Content-Type, config or manifests")
+    return None
 
 
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
@@ -137,7 +140,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
             )
         media_type = header_type
     else:
-        media_type = body_type or _infer_media_type(document)
+        media_type = body_type or inferred_media_type(document) or ""
+        if not media_type:
+            raise ManifestInvalid("cannot tell the manifest type: no mediaType, Content-Type, config or manifests")
 
     if media_type not in mediatypes.MANIFEST_TYPES:
         raise ManifestInvalid(f"unsupported manifest media type {media_type!r}")

@@ -1,5 +1,9 @@
 """Media types of the OCI image-spec and Docker's schema 2, as registries see them."""
 
+from __future__ import annotations
+
+from typing import Any
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -32,6 +36,6 @@ SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 
-def is_foreign(descriptor: dict) -> bool:
+def is_foreign(descriptor: dict[str, Any]) -> bool:
     """A non-distributable layer with `urls`: clients fetch it from there, registries need not hold it."""
     return descriptor.get("mediaType") in NONDISTRIBUTABLE_LAYERS and bool(descriptor.get("urls"))

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import manage
 from .config import ConfigError, load_settings
-from .hub.accounts import HubError
+from .core.hub.errors import HubError
 
 
 def _parser() -> argparse.ArgumentParser:

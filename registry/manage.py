@@ -11,12 +11,17 @@ import getpass
 import sys
 from typing import Any
 
+from storage_backends import StorageBackend
+
 from .config import Settings
-from .hub.accounts import Accounts, HubError
-from .hub.models import RepositorySettings
-from .gc import collect, report
-from .server import open_storage
-from .services import Services
+from .core.blobs import Blobs
+from .core.gc import collect, report
+from .core.hub import Hub
+from .core.hub.errors import HubError
+from .core.hub.models import RepositorySettings
+from .core.repositories import Repositories
+from .core.uploads import Uploads
+from .storage import open_storage
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -84,54 +89,54 @@ def _password(args: argparse.Namespace) -> str:
 async def run(args: argparse.Namespace, settings: Settings) -> str:
     """Carry out one management command; returns what to print."""
     storage = open_storage(settings)
-    accounts = Accounts(storage, settings.auth.default_visibility)
     try:
-        return await _dispatch(args, accounts, settings)
+        return await _dispatch(args, storage, Hub.over(storage, settings.auth.default_visibility))
     finally:
         await storage.close()
 
 
-async def _dispatch(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> str:
+async def _dispatch(args: argparse.Namespace, storage: StorageBackend, hub: Hub) -> str:
     if args.command == "user":
         if args.action == "add":
-            user = await accounts.create_user(args.name, _password(args), admin=args.admin)
+            user = await hub.users.create(args.name, _password(args), admin=args.admin)
             return f"created user {user.name}{' (admin)' if user.admin else ''}"
         if args.action == "passwd":
-            await accounts.set_password(args.name, _password(args))
+            await hub.users.set_password(args.name, _password(args))
             return f"password of {args.name} changed"
         if args.action == "list":
-            return "\n".join(await accounts.users())
+            return "\n".join(await hub.users.names())
         if args.token_action == "create":
-            record, secret = await accounts.create_token(args.user, args.token_name)
+            record, secret = await hub.tokens.create(args.user, args.token_name)
             return f"{secret}\n(token id {record.id}; it is shown only once)"
         if args.token_action == "list":
-            return "\n".join(f"{t.id}\t{t.name}" for t in await accounts.tokens(args.user))
-        await accounts.revoke_token(args.user, args.token_id)
+            return "\n".join(f"{t.id}\t{t.name}" for t in await hub.tokens.of(args.user))
+        await hub.tokens.revoke(args.user, args.token_id)
         return f"revoked token {args.token_id} of {args.user}"
     if args.command == "org":
         if args.action == "create":
-            org = await accounts.create_organization(args.name, args.owner)
+            org = await hub.organizations.create(args.name, args.owner)
             return f"created organization {org.name} owned by {args.owner}"
         role = None if args.role == "remove" else args.role
-        org = await accounts.set_member(args.org, args.user, role)
+        org = await hub.organizations.set_member(args.org, args.user, role)
         return f"{args.org} members: " + ", ".join(f"{u}={r}" for u, r in sorted(org.members.items()))
     if args.command == "repo":
-        settings = await accounts.repository(args.name) or RepositorySettings(name=args.name)
+        settings = await hub.repositories.get(args.name) or RepositorySettings(name=args.name)
         if args.action == "set-visibility":
             settings.visibility = args.visibility
         else:
             settings.description = args.description
-        await accounts.save_repository(settings)
+        await hub.repositories.save(settings)
         return f"{settings.name}: {settings.visibility}, {settings.description!r}"
     if args.command == "gc":
-        result = await collect(accounts.storage, grace=args.grace * 3600, dry_run=args.dry_run, delete_untagged=args.delete_untagged)
+        result = await collect(storage, grace=args.grace * 3600, dry_run=args.dry_run, delete_untagged=args.delete_untagged)
         return report(result, dry_run=args.dry_run)
     if args.command == "uploads":
-        registry = Services.over(accounts.storage, settings)
-        purged = await registry.uploads.purge_stale(args.older_than * 3600)
-        leftovers, leftover_bytes = await accounts.storage.reclaim_leftovers(args.older_than * 3600)
-        return "\n".join([*purged, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
+        uploads = Uploads(storage, Blobs(storage, Repositories(storage)))
+        purged = await uploads.purge_stale(args.older_than * 3600)
+        leftovers, leftover_bytes = await storage.reclaim_leftovers(args.older_than * 3600)
+        sessions = [f"{upload.name} {upload.upload_id}" for upload in purged]
+        return "\n".join([*sessions, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
                                    f"({leftover_bytes} bytes)"])
-    repositories = await accounts.all_repositories()
-    await accounts.search.rebuild(repositories)
+    repositories = await hub.repositories.all()
+    await hub.search.rebuild(repositories)
     return f"indexed {len(repositories)} repositories"

@@ -9,33 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from storage_backends import StorageBackend
-from storage_backends.filesystem import FilesystemBackend
-
-from .app import create_app
-from .http import IN_FLIGHT
-from .logs import configure_logging
+from .api.app import create_app
+from .api.http import IN_FLIGHT
 from .config import ConfigError, Settings
+from .logs import configure_logging
+from .storage import open_storage
 
 log = logging.getLogger("dockyard.registry")
-
-
-def open_storage(settings: Settings) -> StorageBackend:
-    storage = settings.storage
-    if storage.backend == "filesystem":
-        try:
-            return FilesystemBackend(storage.root)
-        except OSError as error:
-            raise ConfigError(f"cannot use storage.root {storage.root}: {error.strerror}") from None
-    from storage_backends.s3 import S3Backend
-
-    return S3Backend(
-        bucket=storage.s3.bucket,
-        prefix=storage.s3.prefix,
-        region=storage.s3.region,
-        endpoint_url=storage.s3.endpoint_url,
-        redirect=storage.s3.redirect,
-    )
 
 
 def serve(settings: Settings) -> None:

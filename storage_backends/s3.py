@@ -81,13 +81,14 @@ that could still sort before it (see `_settled`), fetching further pages when ne
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import json
 import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -339,7 +340,8 @@ class S3Backend(StorageBackend):
         def get() -> bytes:
             response = self._call_sync("get_object", path, {"Key": key})
             with response["Body"] as body:
-                return body.read()
+                data: bytes = body.read()
+                return data
 
         return await self._run(get)
 
@@ -348,7 +350,7 @@ class S3Backend(StorageBackend):
             async for chunk in chunks:
                 yield chunk
 
-    async def _read_key(self, key: str, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    async def _read_key(self, key: str, path: str, offset: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
         if offset < 0 or (length is not None and length < 0):
             raise InvalidRange(f"range {offset}+{length} of {path!r}")
         if length == 0:
@@ -569,7 +571,7 @@ class S3Backend(StorageBackend):
         self,
         key: str,
         path: str,
-        objects: list[tuple[str, int, str | None]],
+        objects: builtins.list[tuple[str, int, str | None]],
         last: bytes,
         *,
         scratch: str | None,
@@ -616,7 +618,7 @@ class S3Backend(StorageBackend):
             return
         await self._compose_parts(key, path, sources, last)
 
-    async def _compose_parts(self, key: str, path: str, sources: list[_Source], last: bytes) -> None:
+    async def _compose_parts(self, key: str, path: str, sources: builtins.list[_Source], last: bytes) -> None:
         created = await self._call("create_multipart_upload", path, Key=key)
         upload_id = created["UploadId"]
         try:
@@ -664,9 +666,10 @@ class S3Backend(StorageBackend):
             raise ValueError(f"no presigned URL for method {method!r}")
 
         def presign() -> str:
-            return self._s3().generate_presigned_url(
+            url: str = self._s3().generate_presigned_url(
                 operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_expires
             )
+            return url
 
         return await self._run(presign)
 

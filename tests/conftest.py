@@ -21,12 +21,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from registry.app import create_app
+from registry.api.app import create_app
 from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.s3 import S3Backend
 from tests.s3server import AWS_ENVIRONMENT, REGION, moto_server, s3_bucket  # noqa: F401  (fixtures)
-
 
 
 def free_port() -> int:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import RegistryProcess, start_registry, stop_process
-
 from tests.images import BUSYBOX, GROUP, Image, LayerBuilder, app_layer, host_architecture, image_config, update_layer, write_layout
 
 APPLETS = ("sh", "cat", "ls", "echo", "test", "true", "false", "sleep", "id", "hostname", "stty", "tty", "rm", "mkdir",

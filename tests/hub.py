@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.config import AuthSettings, Settings, WebhookSettings
 
 ADMIN = ("admin", "admin-password")

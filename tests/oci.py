@@ -8,7 +8,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
-
 from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient

@@ -9,7 +9,7 @@ import io
 import json
 
 from ocispec import mediatypes
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.config import RegistryOptions, Settings
 from tests.oci import Blob, Image, error_codes, location_of, push_blob, push_image, random_blob, random_image
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.config import HttpSettings, Settings
 from tests.conftest import free_port, start_registry, stop_process, wait_for_port
 from tests.hub import basic, bearer, create_user, hub_client

@@ -55,10 +55,10 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
-
-from registry.app import create_app
-from registry.config import RegistryOptions, Settings
 from yarl import URL
+
+from registry.api.app import create_app
+from registry.config import RegistryOptions, Settings
 
 # -- constants of setup.go --------------------------------------------------------------------
 

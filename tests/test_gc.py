@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.config import GcSettings, RegistryOptions, Settings
-from registry.gc import collect
+from registry.core.gc import collect
 from tests.oci import location_of, push_blob, push_image, random_blob, random_image, stored_keys
 
 HOUR = 3600

@@ -23,8 +23,8 @@ import pytest
 from yarl import URL
 
 from ocispec import mediatypes
-from registry.app import create_app
-from registry.manifests import Manifests
+from registry.api.app import create_app
+from registry.core.manifests import Manifests
 from storage_backends.filesystem import FilesystemBackend
 from tests.conftest import RegistryProcess, s3_settings_env, start_registry, stop_process
 from tests.hub import ADMIN, basic, create_user, hub_client
@@ -354,7 +354,7 @@ def test_slow_clients_are_cut_off_and_uploads_per_client_capped(tmp_path: Path) 
             assert _closed_within(slow, 5), "a connection dribbling its headers must be closed"
         # a body that stops is abandoned with a clear error, and the upload keeps no partial chunk
         with socket.create_connection(address) as starter:
-            starter.sendall(f"POST /v2/slow/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+            starter.sendall("POST /v2/slow/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
             answer = starter.recv(65536).decode()
         location = next(line.split(": ", 1)[1] for line in answer.split("\r\n") if line.lower().startswith("location:"))
         path = "/" + location.split("/", 3)[3]

@@ -116,7 +116,7 @@ async def test_expired_forged_and_wrong_audience_tokens_are_401(aiohttp_client, 
 
 
 async def test_expired_and_wrong_audience(aiohttp_client, storage):
-    from registry.services import SERVICES
+    from registry.api.context import SERVICES
 
     client = await hub_client(aiohttp_client, storage)
     alice = await create_user(client, "alice")
@@ -296,7 +296,7 @@ async def test_pull_rate_limit_answers_429_with_docker_hub_headers(aiohttp_clien
 
 
 def test_rate_limiter_window_slides():
-    from registry.ratelimit import SlidingWindowLimiter
+    from registry.core.ratelimit import SlidingWindowLimiter
 
     now = [1000.0]
     limiter = SlidingWindowLimiter(2, 60, clock=lambda: now[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from registry.app import create_app
+from registry.api.app import create_app
 from storage_backends.s3 import S3Backend
 from tests.conftest import free_port
 from tests.oci import push_image, random_image

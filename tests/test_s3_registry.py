@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from registry.app import create_app
+from registry.api.app import create_app
 from storage_backends.s3 import S3Backend
 from tests.conftest import s3_settings_env, start_registry, stop_process
 from tests.oci import location_of, push_blob, push_image, random_blob, random_image, sha256

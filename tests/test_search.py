@@ -78,7 +78,7 @@ async def test_pagination(aiohttp_client, storage):
 
 
 async def test_search_without_auth_lists_everything_and_sees_other_processes_writes(aiohttp_client, storage):
-    from registry.app import create_app
+    from registry.api.app import create_app
 
     first = await aiohttp_client(create_app(storage))
     second = await aiohttp_client(create_app(storage))

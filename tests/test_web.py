@@ -18,9 +18,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ocispec import mediatypes
-from registry.app import create_app
-from registry.web.render import human_size
-from registry.web.session import COOKIE
+from registry.api.app import create_app
+from registry.api.web.render import human_size
+from registry.api.web.session import COOKIE
 from storage_backends.filesystem import FilesystemBackend
 from tests.conftest import hub_env, start_registry, stop_process
 from tests.hub import ADMIN, basic, bearer, create_user, hub_client

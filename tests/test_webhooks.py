@@ -19,9 +19,10 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
 from ocispec import mediatypes
-from registry.app import create_app
-from registry.hub.webhooks import RetryPolicy, Webhooks
-from registry.services import SERVICES
+from registry.api.app import create_app
+from registry.api.context import SERVICES
+from registry.core.events import Event
+from registry.core.hub.webhooks import RetryPolicy, Webhooks
 from tests.hub import ADMIN, basic, bearer, create_user, hub_settings
 from tests.oci import push_image, random_image
 
@@ -293,7 +294,7 @@ async def test_cleanup_finishes_queued_deliveries_and_cancels_stuck_ones(aiohttp
     assert (flaky_record.attempts, flaky_record.delivered) == (2, True)
     [stuck_record] = dispatcher.deliveries(stuck_hook["id"])
     assert stuck_record.done and not stuck_record.delivered
-    dispatcher.notify("push", "alice/app", tag="v3", digest=None, pusher=None, registry="x")
+    dispatcher.notify(Event("push", "alice/app", tag="v3", digest=None, media_type=None, pusher=None, registry="x"))
     assert dispatcher.deliveries(flaky_hook["id"]) == [flaky_record], "a stopped dispatcher takes no events"
     release.set()
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from ocispec import mediatypes
 from ocispec.digest import Digest, InvalidDigest
+from ocispec.image_config import ImageConfig, InvalidImageConfig
 from ocispec.manifest import Descriptor, ImageManifest
 from ocispec.names import InvalidName, familiar, validate_repository
 
@@ -261,19 +262,15 @@ def record_from_blobs(
         )
     config_bytes = read_blob(manifest.config.digest)
     try:
-        config = json.loads(config_bytes)
-        diff_ids = config["rootfs"]["diff_ids"]
-        if not isinstance(diff_ids, list):
-            raise TypeError("rootfs.diff_ids is not a list")
-        for diff_id in diff_ids:
-            Digest.parse(diff_id)
-    except (ValueError, KeyError, TypeError, InvalidDigest) as error:
+        config = ImageConfig.parse(config_bytes)
+        diff_ids = config.diff_ids()
+    except InvalidImageConfig as error:
         raise InvalidImage(f"config {manifest.config.digest} of {name} has no valid rootfs.diff_ids: {error}") from None
     if len(diff_ids) != len(manifest.layers):
         raise InvalidImage(
             f"{name}: the manifest lists {len(manifest.layers)} layers but the config's rootfs.diff_ids has {len(diff_ids)}"
         )
-    created = config.get("created") if isinstance(config.get("created"), str) else None
+    created = config.created or None
     return ImageRecord(
         names=(name,),
         manifest_digest=manifest_digest,

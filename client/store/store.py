@@ -30,6 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ocispec.image_config import ImageConfig
+
 from .blobs import BlobStore, Ingest
 from .errors import BlobNotFound, InvalidStoreReference, SnapshotMissing
 from .files import atomic_write, create_if_absent
@@ -47,7 +49,7 @@ from .images import (
     record_from_blobs,
     with_name,
 )
-from .unpack import Snapshotter, SnapshotInfo, chain_ids, materialize, remove_tree
+from .unpack import SnapshotInfo, Snapshotter, chain_ids, materialize, remove_tree
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 
@@ -149,7 +151,12 @@ class ImageStore:
         return sorted(records, key=lambda r: (r.created or "", r.added or ""), reverse=True)
 
     def config(self, image: ImageRecord) -> dict[str, Any]:
+        """The image config as stored (for deriving a new image's config from it)."""
         return json.loads(self._blobs.read(image.config_digest))
+
+    def image_config(self, image: ImageRecord) -> ImageConfig:
+        """The image config, parsed (for reading it)."""
+        return ImageConfig.parse(self._blobs.read(image.config_digest))
 
     def manifest(self, image: ImageRecord) -> dict[str, Any]:
         return json.loads(self._blobs.read(image.manifest_digest))

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from client.auth import Credentials
-from client.reference import normalize_registry
+from ocispec.reference import normalize_registry
 
 from ..build.builder import Builder, BuildFailed, BuildOptions, extract_context
 from ..errors import EngineError, InvalidParameter

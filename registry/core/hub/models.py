@@ -1,0 +1,70 @@
+"""Hub records as stored (JSON) and exchanged over the admin API."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from .errors import InvalidAccountName
+
+Role = Literal["read", "write", "admin"]
+Visibility = Literal["public", "private"]
+ACCOUNT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+RESERVED_NAMES = frozenset({"library", "v1", "v2", "api", "token"})
+
+
+def validate_account_name(value: str) -> str:
+    if not 2 <= len(value) <= 64 or not ACCOUNT_NAME.match(value):
+        raise InvalidAccountName(f"invalid account name {value!r}: 2-64 lowercase letters, digits and . _ - separators")
+    return value
+
+
+class Account(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return validate_account_name(value)
+
+
+class User(Account):
+    password_hash: str
+    admin: bool = False
+    created: float = Field(default_factory=time.time)
+
+
+class Organization(Account):
+    members: dict[str, Role] = {}
+    created: float = Field(default_factory=time.time)
+
+
+class AccessToken(BaseModel):
+    """A personal access token; only its hash is stored."""
+
+    id: str
+    user: str
+    name: str
+    secret_hash: str
+    created: float = Field(default_factory=time.time)
+    last_used: float | None = None
+
+
+class RepositorySettings(BaseModel):
+    name: str
+    visibility: Visibility = "private"
+    description: str = ""
+    stars: list[str] = []
+    created: float = Field(default_factory=time.time)
+    pushed: float | None = None
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    events: list[Literal["push", "delete"]] = ["push", "delete"]
+    secret: str | None = Field(default=None, description="signs deliveries (HMAC-SHA256); never shown")
+    created: float = Field(default_factory=time.time)

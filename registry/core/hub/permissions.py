@@ -1,0 +1,52 @@
+"""Who may do what to a repository.
+
+A repository's namespace is its first path component. The user of that name owns it; an
+organization of that name grants its members' roles (read: pull; write: pull, push, delete;
+admin: the same plus settings). Public repositories can be pulled by anyone, anonymous
+included. Site admins may do everything. Single-component names belong to site admins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .models import User
+
+if TYPE_CHECKING:
+    from . import Hub
+
+ROLE_ACTIONS = {
+    "read": frozenset({"pull"}),
+    "write": frozenset({"pull", "push", "delete"}),
+    "admin": frozenset({"pull", "push", "delete", "admin"}),
+}
+ALL_ACTIONS = ROLE_ACTIONS["admin"]
+
+
+def namespace_of(repository: str) -> str | None:
+    return repository.split("/", 1)[0] if "/" in repository else None
+
+
+async def repository_actions(hub: Hub, user: User | None, repository: str) -> frozenset[str]:
+    """Every action `user` (None: anonymous) may take on `repository`."""
+    actions: frozenset[str] = frozenset()
+    if user is not None:
+        if user.admin:
+            return ALL_ACTIONS
+        namespace = namespace_of(repository)
+        if namespace == user.name:
+            return ALL_ACTIONS
+        if namespace is not None:
+            org = await hub.organizations.get(namespace)
+            role = org.members.get(user.name) if org else None
+            if role is not None:
+                actions = ROLE_ACTIONS[role]
+    if "pull" not in actions:
+        settings = await hub.repositories.get(repository)
+        if settings is not None and settings.visibility == "public":
+            actions = actions | {"pull"}
+    return actions
+
+
+async def can_pull(hub: Hub, user: User | None, repository: str) -> bool:
+    return "pull" in await repository_actions(hub, user, repository)
