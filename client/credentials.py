@@ -1,4 +1,4 @@
-"""Registry credentials in Docker's `config.json`, and `login` / `logout`.
+"""Registry credentials in Docker's `config.json`: found, read, saved and removed.
 
 The file is Docker's: `{"auths": {"<registry>": {"auth": base64("user:password")}}}` (an
 `identitytoken` may stand beside or instead of `auth`), found in the directory given, else
@@ -6,8 +6,7 @@ The file is Docker's: `{"auths": {"<registry>": {"auth": base64("user:password")
 docker CLI writes it. Writes keep every other key of the file, are atomic (temp file, fsync,
 rename) and leave it mode 0600. Credential helpers (`credsStore`, `credHelpers`) are not run.
 
-`login` checks the username and password against the registry's /v2/ (through the same
-challenge flow as every request) before saving anything.
+This module only handles the file; `client.login` checks credentials against a registry.
 """
 
 from __future__ import annotations
@@ -20,13 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from ocispec.reference import DOCKER_HUB, InvalidReference, normalize_registry
 
 from .auth import Credentials
-from .errors import AuthenticationRequired, ClientError, Subject
-from .transport import ClientSettings, new_session
+from .errors import ClientError
 
 CONFIG_FILE = "config.json"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -141,49 +137,3 @@ def remove_credentials(registry: str, directory: Path | None = None) -> bool:
     if keys:
         _write(path, document)
     return bool(keys)
-
-
-async def verify_credentials(
-    registry: str,
-    credentials: Credentials,
-    *,
-    settings: ClientSettings | None = None,
-    session: aiohttp.ClientSession | None = None,
-) -> None:
-    """GET /v2/ with `credentials`; raises AuthenticationFailed when the registry refuses them."""
-    settings = settings or ClientSettings()
-    own_session = session is None
-    session = session or new_session()
-    try:
-        transport = settings.transport(session, registry, credentials)
-        subject = Subject("login", registry)
-        await transport.fetch("GET", "/v2/", subject)
-        if transport.auth.challenge is None:
-            return  # an open registry: any credentials "work", as with docker login
-    except AuthenticationRequired as error:
-        raise type(error)(f"login to {registry} failed: {error.message.rsplit(': ', 1)[-1]}", status=error.status) from None
-    finally:
-        if own_session:
-            await session.close()
-
-
-async def login(
-    registry: str,
-    username: str,
-    password: str,
-    config_dir: Path | None = None,
-    *,
-    settings: ClientSettings | None = None,
-    session: aiohttp.ClientSession | None = None,
-) -> Path:
-    """Check `username`/`password` against `registry`, then save them; returns config.json's path."""
-    registry = normalize_registry(registry)
-    credentials = Credentials(username, password)
-    await verify_credentials(registry, credentials, settings=settings, session=session)
-    directory = config_dir if config_dir is not None else (settings.config_dir if settings else None)
-    return save_credentials(registry, credentials, directory)
-
-
-def logout(registry: str, config_dir: Path | None = None) -> bool:
-    """Remove `registry`'s saved credentials; False when there were none ("Not logged in")."""
-    return remove_credentials(registry, config_dir)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -25,12 +25,15 @@ from ocispec.digest import Digest
 from ocispec.manifest import inferred_media_type
 from ocispec.reference import DOCKER_HUB, DOCKER_HUB_INDEX, looks_like_host, normalize_registry
 
-from . import transfer
+from . import blob_transfer
 from .auth import Credentials
 from .credentials import load_credentials
 from .errors import DigestMismatch, NotFound, Subject, UnsupportedManifest
 from .progress import Progress
-from .transport import ClientSettings, RegistryTransport, new_session
+from .registry_http import ClientSettings, RegistryTransport, new_session
+
+if TYPE_CHECKING:
+    from .store.contract import BlobIngest
 
 MANIFEST_ACCEPT = ", ".join(
     [mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST_LIST, mediatypes.OCI_MANIFEST, mediatypes.DOCKER_MANIFEST]
@@ -179,11 +182,12 @@ class RegistryClient:
         return int(length) if length and length.isdigit() else 0
 
     async def download_blob(
-        self, repository: str, digest: str, size: int, store: Any, progress: Progress | None = None
+        self, repository: str, digest: str, size: int, store: BlobIngest, progress: Progress | None = None
     ) -> None:
         """Into the store's ingest area, resuming with Range; verified before it becomes a blob."""
         subject = self.subject(repository, "pull", f"blob {digest} in {self.registry}/{repository}")
-        await transfer.download_blob(self.transport, repository, digest, size, store, subject, progress)
+        scopes = (repository_scope(repository, "pull"),)
+        await blob_transfer.download_blob(self.transport, f"/v2/{repository}/blobs/{digest}", scopes, digest, size, store, subject, progress)
 
     async def mount_blob(self, repository: str, digest: str, source: str) -> str | None:
         """Cross-repository mount from `source`; None when mounted, else the upload Location to use."""
@@ -198,9 +202,14 @@ class RegistryClient:
         )
         if reply.status == 201:
             return None
-        return reply.headers.get("Location") or await transfer.start_upload(
-            self.transport, repository, subject, (repository_scope(repository, "pull", "push"),)
-        )
+        return reply.headers.get("Location") or await self.start_upload(repository)
+
+    async def start_upload(self, repository: str) -> str:
+        """A new upload session; its Location."""
+        subject = self.subject(repository, "push")
+        scopes = (repository_scope(repository, "pull", "push"),)
+        reply = await self.transport.fetch("POST", f"/v2/{repository}/blobs/uploads/", subject, scopes=scopes, ok=(202,))
+        return blob_transfer.upload_location(reply.headers, subject)
 
     async def upload_blob(
         self,
@@ -211,17 +220,18 @@ class RegistryClient:
         *,
         location: str | None = None,
         progress: Progress | None = None,
-        chunk_threshold: int = transfer.DEFAULT_CHUNK_THRESHOLD,
-        chunk_size: int = transfer.DEFAULT_CHUNK_SIZE,
+        chunk_threshold: int = blob_transfer.DEFAULT_CHUNK_THRESHOLD,
+        chunk_size: int = blob_transfer.DEFAULT_CHUNK_SIZE,
     ) -> None:
-        await transfer.upload_blob(
+        """Upload a blob, into `location` (a session already started, e.g. by a refused mount) or a new one."""
+        await blob_transfer.upload_blob(
             self.transport,
-            repository,
+            location or await self.start_upload(repository),
+            (repository_scope(repository, "pull", "push"),),
             digest,
             size,
             path,
             self.subject(repository, "push"),
-            location=location,
             progress=progress,
             chunk_threshold=chunk_threshold,
             chunk_size=chunk_size,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from .cli_context import UsageError
+from .cli.context import UsageError
 
 PROTOCOLS = ("tcp", "udp")
 

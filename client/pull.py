@@ -11,7 +11,7 @@ Talking HTTP is `distribution`'s job and storing bytes the store's; this module 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -21,20 +21,23 @@ from ocispec.manifest import Descriptor, ImageManifest
 from ocispec.reference import ImageReference
 
 from .auth import Credentials
+from .blob_transfer import download_from_urls, gather_bounded
 from .distribution import Manifest, RegistryClient, connect
 from .errors import UnsupportedManifest
 from .mounts import MountHints
 from .platforms import Platform, host_platform, select_manifest
 from .progress import ALREADY_EXISTS, PULL_COMPLETE, NoProgress, Progress
-from .transfer import download_from_urls, gather_bounded
-from .transport import ClientSettings
+from .registry_http import ClientSettings
+
+if TYPE_CHECKING:
+    from .store.contract import LocalImages
 
 DEFAULT_CONCURRENCY = 3
 
 
 async def pull(
     reference: str | ImageReference,
-    store: Any,
+    store: LocalImages,
     *,
     platform: str | Platform | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -104,7 +107,7 @@ async def _fetch_blobs(
     client: RegistryClient,
     repository: str,
     image: ImageManifest,
-    store: Any,
+    store: LocalImages,
     concurrency: int,
     progress: Progress,
 ) -> None:

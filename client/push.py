@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -21,19 +21,23 @@ from ocispec import mediatypes
 from ocispec.reference import ImageReference
 
 from .auth import Credentials
+from .blob_transfer import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, gather_bounded
 from .distribution import RegistryClient, connect, manifest_media_type
 from .errors import UnsupportedManifest
 from .mounts import MountHints
 from .progress import LAYER_EXISTS, MOUNTED_FROM, PUSHED, NoProgress, Progress
-from .transfer import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, gather_bounded
-from .transport import ClientSettings
+from .registry_http import ClientSettings
+
+if TYPE_CHECKING:
+    from .store.contract import LocalImages
+    from .store.images import ImageRecord
 
 DEFAULT_CONCURRENCY = 3
 
 
 async def push(
     source: str,
-    store: Any,
+    store: LocalImages,
     target: str | ImageReference | None = None,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -80,7 +84,7 @@ async def push(
         return digest
 
 
-def _resolve(store: Any, source: str, settings: ClientSettings) -> Any:
+def _resolve(store: LocalImages, source: str, settings: ClientSettings) -> ImageRecord:
     """The store's record for a name (normalised as the store records it) or an image ID."""
     try:
         name = str(ImageReference.parse(source, default_registry=settings.default_registry))
@@ -97,7 +101,7 @@ class _BlobSender:
         self,
         client: RegistryClient,
         repository: str,
-        store: Any,
+        store: LocalImages,
         hints: MountHints,
         chunk_threshold: int,
         chunk_size: int,

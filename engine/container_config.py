@@ -154,7 +154,7 @@ def network_settings(record: Container, networks: dict[str, Any]) -> dict[str, A
 
 def status_text(record: Container, now: datetime | None = None) -> str:
     """`ps`'s STATUS column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created"."""
-    from client.cli_output import human_duration, parse_time
+    from client.human import human_duration, parse_time
 
     now = now or datetime.now(timezone.utc)
     state = record.State

@@ -31,8 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from client.registry_http import ClientSettings
 from client.store import ImageStore
-from client.transport import ClientSettings
 
 from .commit import commit_container
 from .config import ConfigError, EngineSettings, load_settings

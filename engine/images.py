@@ -17,9 +17,9 @@ from typing import IO, Any
 from client.auth import Credentials
 from client.errors import ClientError
 from client.image_documents import history_steps, inspect_document
+from client.registry_http import ClientSettings
 from client.store import ImageRecord, ImageStore
 from client.store.errors import ImageConflict, NoSuchImage, StoreError
-from client.transport import ClientSettings
 from ocispec.names import familiar
 from ocispec.reference import ImageReference, InvalidReference
 
@@ -260,7 +260,7 @@ def _name_matches(name: str, wanted: str) -> bool:
 
 
 def _unix(text: str | None) -> int:
-    from client.cli_output import parse_time
+    from client.human import parse_time
 
     parsed = parse_time(text)
     return int(parsed.timestamp()) if parsed is not None and parsed.year > 1 else 0

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 
 from client.cli import build_parser, main
-from client.cli_context import Context
-from client.cli_output import ellipsis, familiar, human_duration, human_size, table
+from client.cli.context import Context
+from client.cli.output import ellipsis, familiar, human_duration, human_size, table
 from client.distribution import connect
 from client.push import push
 from client.store import ImageStore

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from client.auth import Credentials, choose_challenge, parse_www_authenticate
-from client.credentials import DOCKER_HUB_KEY, load_credentials, login, logout, remove_credentials, save_credentials
+from client.credentials import DOCKER_HUB_KEY, load_credentials, remove_credentials, save_credentials
 from client.distribution import RegistryClient, client_for, search
 from client.errors import AccessDenied, AuthenticationFailed, AuthenticationRequired, ImageNotFound
-from client.transport import ClientSettings, new_session
+from client.login import login, logout
+from client.registry_http import ClientSettings, new_session
 from tests.conftest import HUB_ADMIN, RegistryProcess
 from tests.oci import random_image
 from tests.reference_registry import (  # noqa: F401  (reference_registry_basic is a fixture)

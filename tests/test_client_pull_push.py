@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from client.credentials import login
 from client.distribution import search
 from client.errors import AuthenticationFailed, AuthenticationRequired, ImageNotFound, RegistryUnavailable
+from client.login import login
 from client.mounts import MountHints
 from client.pull import pull
 from client.push import push
+from client.registry_http import ClientSettings, RetryPolicy
 from client.store import ImageStore
-from client.transport import ClientSettings, RetryPolicy
 from tests.conftest import RegistryProcess
 from tests.images import OCI_TAG, Image, Index, build_test_images, multi_platform_index, read_layout, single_image
 from tests.reference_registry import (  # noqa: F401  (fixtures)

@@ -7,7 +7,7 @@ import pytest
 from client.distribution import split_search_term
 from client.errors import InvalidReference, PlatformNotFound
 from client.platforms import Platform, host_platform, select_manifest
-from client.transport import uses_http
+from client.registry_http import uses_http
 from ocispec.reference import ImageReference, normalize_registry
 
 DIGEST = "sha256:" + "ab" * 32

@@ -80,7 +80,7 @@ def _port_list(table: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _timestamp(text: str) -> float:
-    from client.cli_output import parse_time
+    from client.human import parse_time
 
     parsed = parse_time(text)
     return parsed.timestamp() if parsed is not None else time.time()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .cli_containers import _each, _filters, _labels
-from .cli_context import Context, UsageError
-from .cli_output import table
+from .containers import _each, _filters, _labels
+from .context import Context, UsageError
+from .output import table
 
 
 def network_command(ctx: Context) -> int:

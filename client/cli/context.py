@@ -16,14 +16,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ocispec.reference import InvalidReference
 
-from .errors import ClientError
+from ..errors import ClientError
 
 if TYPE_CHECKING:
     from ocispec.reference import ImageReference
 
-    from .daemon import DaemonClient
-    from .store import ImageStore
-    from .transport import ClientSettings
+    from ..daemon import DaemonClient
+    from ..registry_http import ClientSettings
+    from ..store import ImageStore
 
 
 class UsageError(ClientError):
@@ -61,13 +61,13 @@ class Context:
         root = getattr(self.args, "store", None)
         if root is not None:
             return Path(root)
-        from .store import default_root
+        from ..store import default_root
 
         return default_root()
 
     def store(self) -> ImageStore:
         if self._store is None:
-            from .store import ImageStore
+            from ..store import ImageStore
 
             self._store = ImageStore(self.store_root)
         return self._store
@@ -81,13 +81,13 @@ class Context:
     def daemon_host(self) -> str:
         import os
 
-        from .daemon import DEFAULT_HOST
+        from ..daemon import DEFAULT_HOST
 
         return getattr(self.args, "host", None) or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST
 
     def daemon(self) -> DaemonClient:
         if self._daemon is None:
-            from .daemon import DaemonClient
+            from ..daemon import DaemonClient
 
             self._daemon = DaemonClient(self.daemon_host)
         return self._daemon
@@ -97,7 +97,7 @@ class Context:
 
     def registry_auth(self, image: str) -> dict[str, str] | None:
         """The saved credentials of `image`'s registry, for the daemon's X-Registry-Auth."""
-        from .credentials import load_credentials
+        from ..credentials import load_credentials
 
         reference = self.reference(image)
         config = getattr(self.args, "config", None)
@@ -114,7 +114,7 @@ class Context:
         return found
 
     def settings(self) -> ClientSettings:
-        from .transport import ClientSettings
+        from ..registry_http import ClientSettings
 
         insecure = [*getattr(self.args, "global_insecure", []), *getattr(self.args, "insecure", [])]
         config = getattr(self.args, "config", None)

@@ -1,8 +1,8 @@
 """The `dockyard` image commands through the daemon (the default; `--store DIR` uses
-cli_images.py and cli_registry.py on a store directly, without a daemon).
+`images` and `registry` on a store directly, without a daemon).
 
 Same names, flags and output as the daemonless versions and as docker's: the daemon answers
-in the Engine API's shapes, printed here with cli_output's tables, sizes and ages.
+in the Engine API's shapes, printed here with `output`'s tables, sizes and ages.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cli_context import Context, UsageError
-from .cli_images import HISTORY_WIDTH
-from .cli_output import MISSING, NONE, ago, ellipsis, human_size, one_line, table
-from .daemon import DaemonError
+from ..daemon import DaemonError
+from .context import Context, UsageError
+from .images import HISTORY_WIDTH
+from .output import MISSING, NONE, ago, ellipsis, human_size, one_line, table
 
 
 def print_progress(ctx: Context, messages: Any, *, quiet: bool = False) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cli_context import Context, UsageError
-from .cli_output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
-from .image_documents import history_steps, inspect_document
+from .context import Context, UsageError
+from .output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
 
 HISTORY_WIDTH = 45
 
@@ -80,6 +79,8 @@ def rmi_command(ctx: Context) -> int:
 
 
 def inspect_command(ctx: Context) -> int:
+    from ..image_documents import inspect_document
+
     store = ctx.store()
     documents: list[dict[str, Any]] = []
 
@@ -93,6 +94,8 @@ def inspect_command(ctx: Context) -> int:
 
 
 def history_command(ctx: Context) -> int:
+    from ..image_documents import history_steps
+
     args = ctx.args
     store = ctx.store()
     record = store.resolve(ctx.locate(args.image))
@@ -114,7 +117,7 @@ def history_command(ctx: Context) -> int:
 
 
 def save_command(ctx: Context) -> int:
-    from .archive import SaveEntry, save_to_file, save_to_stream
+    from ..archive import SaveEntry, save_to_file, save_to_stream
 
     store = ctx.store()
     entries = []
@@ -134,7 +137,7 @@ def save_command(ctx: Context) -> int:
 
 
 def load_command(ctx: Context) -> int:
-    from .archive import load_archive, load_from_stream
+    from ..archive import load_archive, load_from_stream
 
     store = ctx.store()
     default_registry = ctx.settings().default_registry

@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cli_context import Context, UsageError
-from .cli_output import ago, ellipsis, table
-from .cli_streams import relay, terminal_size
-from .daemon import DaemonError
-from .daemon.api import start_error_exit_code
-from .port_specs import format_ports, port_settings
+from ..daemon import DaemonError
+from ..daemon.api import start_error_exit_code
+from ..port_specs import format_ports, port_settings
+from .context import Context, UsageError
+from .output import ago, ellipsis, table
+from .streams import relay, terminal_size
 
 COMMAND_WIDTH = 20
 
@@ -192,7 +192,7 @@ def create_body(args: Any) -> dict[str, Any]:
 
 def _pull_for_run(ctx: Context, image: str) -> None:
     print(f"Unable to find image '{image}' locally", file=ctx.err, flush=True)
-    from .cli_engine_images import print_progress
+    from .engine_images import print_progress
 
     print_progress(ctx, ctx.daemon().pull(ctx.daemon_image_name(image), credentials=ctx.registry_auth(image)))
 
@@ -341,7 +341,7 @@ def ps_command(ctx: Context) -> int:
 
 
 def logs_command(ctx: Context) -> int:
-    from .daemon import demux
+    from ..daemon import demux
 
     args = ctx.args
     api = ctx.daemon()
@@ -433,7 +433,7 @@ def volume_command(ctx: Context) -> int:
     result = api.prune_volumes(all=args.all)
     for name in result.get("VolumesDeleted") or []:
         ctx.print(name)
-    from .cli_output import human_size
+    from .output import human_size
 
     ctx.print(f"Total reclaimed space: {human_size(result.get('SpaceReclaimed') or 0)}")
     return 0

@@ -11,9 +11,8 @@ import asyncio
 import getpass
 import sys
 
-from .cli_context import Context, UsageError
-from .cli_output import ellipsis, familiar, one_line, table
-from .cli_progress import reporter
+from .context import Context, UsageError
+from .output import ellipsis, familiar, one_line, table
 
 SEARCH_DESCRIPTION_WIDTH = 45
 
@@ -21,7 +20,7 @@ SEARCH_DESCRIPTION_WIDTH = 45
 def login_command(ctx: Context) -> int:
     from ocispec.reference import DOCKER_HUB, normalize_registry
 
-    from .credentials import login
+    from ..login import login
 
     args = ctx.args
     registry = normalize_registry(args.server or DOCKER_HUB)
@@ -50,7 +49,8 @@ def login_command(ctx: Context) -> int:
 def logout_command(ctx: Context) -> int:
     from ocispec.reference import DOCKER_HUB, normalize_registry
 
-    from .credentials import DOCKER_HUB_KEY, logout
+    from ..credentials import DOCKER_HUB_KEY
+    from ..login import logout
 
     registry = normalize_registry(ctx.args.server or DOCKER_HUB)
     shown = DOCKER_HUB_KEY if registry == DOCKER_HUB else registry
@@ -62,7 +62,7 @@ def logout_command(ctx: Context) -> int:
 
 
 def search_command(ctx: Context) -> int:
-    from .distribution import search
+    from ..distribution import search
 
     args = ctx.args
     results = asyncio.run(search(args.term, limit=args.limit, settings=ctx.settings()))
@@ -84,7 +84,7 @@ def search_command(ctx: Context) -> int:
 
 
 def pull_command(ctx: Context) -> int:
-    from .pull import pull, stored_name
+    from ..pull import pull, stored_name
 
     args = ctx.args
     reference = ctx.reference(args.image)
@@ -99,6 +99,8 @@ def pull_command(ctx: Context) -> int:
         if given.tag is None and given.digest is None:
             ctx.print(f"Using default tag: {reference.tag}")
         ctx.print(f"{reference.digest or reference.tag}: Pulling from {reference.repository}")
+    from .progress import reporter
+
     with reporter(ctx.out, quiet=args.quiet, verb="Downloading") as progress:
         record = asyncio.run(pull(reference, store, platform=args.platform, progress=progress, settings=ctx.settings()))
     if not args.quiet:
@@ -110,13 +112,15 @@ def pull_command(ctx: Context) -> int:
 
 
 def push_command(ctx: Context) -> int:
-    from .push import push
+    from ..push import push
 
     args = ctx.args
     reference = ctx.reference(args.image)
     store = ctx.store()
     if not args.quiet:
         ctx.print(f"The push refers to repository [{reference.name}]")
+    from .progress import reporter
+
     with reporter(ctx.out, quiet=args.quiet, verb="Pushing") as progress:
         digest = asyncio.run(push(str(reference), store, reference, progress=progress, settings=ctx.settings()))
     if args.quiet:

@@ -22,8 +22,8 @@ from rich.progress import BarColumn, DownloadColumn, ProgressColumn, Task, TaskI
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from .cli_output import short_id
-from .progress import NoProgress, Progress
+from ..progress import NoProgress, Progress
+from .output import short_id
 
 
 class LineProgress:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from .daemon import demux
+from ..daemon import demux
 
 CHUNK = 65536
 

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .build_context import write_context
-from .cli_context import Context, UsageError
+from ..build_context import write_context
+from .context import Context, UsageError
 
 TAR_MAGICS = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
@@ -117,6 +117,6 @@ def build_command(ctx: Context) -> int:
 
 
 def _size(count: int) -> str:
-    from .cli_output import human_size
+    from .output import human_size
 
     return human_size(count)

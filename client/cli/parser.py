@@ -1,30 +1,14 @@
-"""`dockyard`: the command line of the Dockyard client, docker-style.
-
-    dockyard [--store DIR] [--config DIR] [--insecure-registry HOST]... COMMAND [OPTIONS] ...
-
-Commands talk to the Dockyard daemon (`dockyardd`) at `-H/--host`, `$DOCKYARD_HOST` or
-unix:///run/dockyard.sock, as docker's CLI talks to dockerd: containers (run, create, start,
-stop, kill, restart, wait, rm, ps, logs, exec, attach, commit: cli_containers.py) and images
-(pull, push, images, tag, rmi, inspect, history, save, load, import: cli_engine_images.py), and
-build (cli_build.py).
-With `--store DIR` the image commands work on that store directly, with no daemon
-(cli_images.py, cli_registry.py), for scripts. login, logout and search never need the daemon.
-`--store`, `--host`, `--config` and `--insecure-registry` are accepted before the command or after it.
-
-This module only parses arguments and maps outcomes to exit statuses: 0 success, 1 an error
-(one `Error: ...` line on stderr: the client's and the store's errors already name the image),
-2 a usage error (argparse's message), 130 interrupted. It holds no command logic.
-"""
+"""Every `dockyard` command: its arguments, and the handler that runs it on a local store
+(`--store`) or through the daemon (the default)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from .cli_context import Context, UsageError, describe, user_errors
+from . import build, containers, engine_images, images, networks, registry
+from .context import Context
 
 Handler = Callable[[Context], int]
 
@@ -85,65 +69,65 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common_options(top_level=False)]
 
-    def command(name: str, handler: str, help: str, *, daemon: str | None = None) -> argparse.ArgumentParser:
+    def command(name: str, handler: Handler, help: str, *, daemon: Handler | None = None) -> argparse.ArgumentParser:
         """`handler` runs on a store given with --store; `daemon` (default) through the daemon."""
         sub = commands.add_parser(name, parents=common, help=help, description=help)
         sub.set_defaults(handler=handler, daemon_handler=daemon)
         return sub
 
-    def engine_command(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+    def engine_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         return command(name, handler, help, daemon=handler)
 
-    login = command("login", "cli_registry:login_command", "Log in to a registry and save the credentials")
+    login = command("login", registry.login_command, "Log in to a registry and save the credentials")
     login.add_argument("-u", "--username", help="user name")
     secret = login.add_mutually_exclusive_group()
     secret.add_argument("-p", "--password", help="password (insecure: prefer --password-stdin)")
     secret.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     login.add_argument("server", nargs="?", metavar="REGISTRY", help="registry host[:port] (default: Docker Hub)")
 
-    logout = command("logout", "cli_registry:logout_command", "Remove the saved credentials of a registry")
+    logout = command("logout", registry.logout_command, "Remove the saved credentials of a registry")
     logout.add_argument("server", nargs="?", metavar="REGISTRY", help="registry host[:port] (default: Docker Hub)")
 
-    search = command("search", "cli_registry:search_command", "Search a registry for repositories")
+    search = command("search", registry.search_command, "Search a registry for repositories")
     search.add_argument("--limit", type=_limit, default=25, metavar="N", help="at most N results (1-100, default 25)")
     search.add_argument("--no-trunc", action="store_true", help="do not truncate descriptions")
     search.add_argument("term", metavar="TERM", help="what to look for; HOST/TERM searches that registry")
 
-    pull = command("pull", "cli_registry:pull_command", "Download an image from a registry", daemon="cli_engine_images:pull_command")
+    pull = command("pull", registry.pull_command, "Download an image from a registry", daemon=engine_images.pull_command)
     pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to choose from a multi-platform image")
     pull.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     pull.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
 
-    push = command("push", "cli_registry:push_command", "Upload an image to a registry", daemon="cli_engine_images:push_command")
+    push = command("push", registry.push_command, "Upload an image to a registry", daemon=engine_images.push_command)
     push.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     push.add_argument("image", metavar="NAME[:TAG]")
 
-    tag = command("tag", "cli_images:tag_command", daemon="cli_engine_images:tag_command", help="Give an image another name")
+    tag = command("tag", images.tag_command, daemon=engine_images.tag_command, help="Give an image another name")
     tag.add_argument("source", metavar="SOURCE_IMAGE[:TAG]", help="a name or an image ID")
     tag.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
-    images = command("images", "cli_images:images_command", daemon="cli_engine_images:images_command", help="List the images in the store")
-    images.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
-    images.add_argument("--no-trunc", action="store_true", help="print full image IDs")
-    images.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="list only this repository")
+    listing = command("images", images.images_command, daemon=engine_images.images_command, help="List the images in the store")
+    listing.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
+    listing.add_argument("--no-trunc", action="store_true", help="print full image IDs")
+    listing.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="list only this repository")
 
-    rmi = command("rmi", "cli_images:rmi_command", daemon="cli_engine_images:rmi_command", help="Remove images (untag a name; delete what nothing else uses)")
+    rmi = command("rmi", images.rmi_command, daemon=engine_images.rmi_command, help="Remove images (untag a name; delete what nothing else uses)")
     rmi.add_argument("-f", "--force", action="store_true", help="remove an image ID even if it has names in several repositories")
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
 
-    inspect = command("inspect", "cli_images:inspect_command", daemon="cli_engine_images:inspect_command", help="Show images' details as JSON")
+    inspect = command("inspect", images.inspect_command, daemon=engine_images.inspect_command, help="Show images' details as JSON")
     inspect.add_argument("images", nargs="+", metavar="IMAGE")
 
-    history = command("history", "cli_images:history_command", daemon="cli_engine_images:history_command", help="Show how an image's layers were made")
+    history = command("history", images.history_command, daemon=engine_images.history_command, help="Show how an image's layers were made")
     history.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
     history.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     history.add_argument("image", metavar="IMAGE")
 
-    save = command("save", "cli_images:save_command", daemon="cli_engine_images:save_command", help="Write images to a docker archive (tar)")
+    save = command("save", images.save_command, daemon=engine_images.save_command, help="Write images to a docker archive (tar)")
     save.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     save.add_argument("images", nargs="+", metavar="IMAGE")
 
-    load = command("load", "cli_images:load_command", daemon="cli_engine_images:load_command", help="Read images from a docker archive (tar)")
+    load = command("load", images.load_command, daemon=engine_images.load_command, help="Read images from a docker archive (tar)")
     load.add_argument("-i", "--input", metavar="FILE", help="read from FILE instead of standard input")
     load.add_argument("-q", "--quiet", action="store_true", help="accepted for docker compatibility")
     _container_commands(engine_command)
@@ -191,41 +175,41 @@ def _run_options(sub: argparse.ArgumentParser, *, run: bool) -> None:
 
 
 def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    run = command("run", "cli_containers:run_command", "Create and start a container, and attach to it")
+    run = command("run", containers.run_command, "Create and start a container, and attach to it")
     _run_options(run, run=True)
-    create = command("create", "cli_containers:create_command", "Create a container")
+    create = command("create", containers.create_command, "Create a container")
     _run_options(create, run=False)
-    start = command("start", "cli_containers:start_command", "Start stopped containers")
+    start = command("start", containers.start_command, "Start stopped containers")
     start.add_argument("-a", "--attach", action="store_true", help="attach stdout and stderr")
     start.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     start.add_argument("containers", nargs="+", metavar="CONTAINER")
     for name, help_text in (("stop", "Stop running containers (SIGTERM, then SIGKILL)"), ("restart", "Restart containers")):
-        sub = command(name, f"cli_containers:{name}_command", help_text)
+        sub = command(name, getattr(containers, f"{name}_command"), help_text)
         sub.add_argument("-t", "--time", type=int, metavar="SECONDS", help="seconds to wait before killing")
         if name == "stop":
             sub.add_argument("-s", "--signal", help="signal to stop with (default: the image's StopSignal, else SIGTERM)")
         sub.add_argument("containers", nargs="+", metavar="CONTAINER")
-    kill = command("kill", "cli_containers:kill_command", "Send a signal to running containers")
+    kill = command("kill", containers.kill_command, "Send a signal to running containers")
     kill.add_argument("-s", "--signal", help="signal to send (default KILL)")
     kill.add_argument("containers", nargs="+", metavar="CONTAINER")
-    wait = command("wait", "cli_containers:wait_command", "Wait for containers to stop; print their exit codes")
+    wait = command("wait", containers.wait_command, "Wait for containers to stop; print their exit codes")
     wait.add_argument("containers", nargs="+", metavar="CONTAINER")
-    rm = command("rm", "cli_containers:rm_command", "Remove containers")
+    rm = command("rm", containers.rm_command, "Remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     rm.add_argument("-v", "--volumes", action="store_true", help="also remove its anonymous volumes")
     rm.add_argument("containers", nargs="+", metavar="CONTAINER")
-    ps = command("ps", "cli_containers:ps_command", "List containers")
+    ps = command("ps", containers.ps_command, "List containers")
     ps.add_argument("-a", "--all", action="store_true", help="all containers, not only running ones")
     ps.add_argument("-q", "--quiet", action="store_true", help="print only container IDs")
     ps.add_argument("-n", "--last", type=int, metavar="N", help="the N most recently created")
     ps.add_argument("--no-trunc", action="store_true", help="do not truncate")
     ps.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE", help="status=, name=, id=, label=, exited=, ancestor=")
-    logs = command("logs", "cli_containers:logs_command", "Show a container's output")
+    logs = command("logs", containers.logs_command, "Show a container's output")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     logs.add_argument("-n", "--tail", default="all", metavar="N", help="only the last N lines")
     logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with a timestamp")
     logs.add_argument("container", metavar="CONTAINER")
-    exec_ = command("exec", "cli_containers:exec_command", "Run a command in a running container")
+    exec_ = command("exec", containers.exec_command, "Run a command in a running container")
     exec_.add_argument("-i", "--interactive", action="store_true")
     exec_.add_argument("-t", "--tty", action="store_true")
     exec_.add_argument("-d", "--detach", action="store_true")
@@ -236,17 +220,17 @@ def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None
     exec_.add_argument("container", metavar="CONTAINER")
     exec_.add_argument("command_name", metavar="COMMAND")
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="ARG")
-    attach = command("attach", "cli_containers:attach_command", "Attach to a running container's streams")
+    attach = command("attach", containers.attach_command, "Attach to a running container's streams")
     attach.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
     attach.add_argument("container", metavar="CONTAINER")
-    commit = command("commit", "cli_containers:commit_command", "Save a container's changes as a new image")
+    commit = command("commit", containers.commit_command, "Save a container's changes as a new image")
     commit.add_argument("-a", "--author", help="author, e.g. 'Jane <jane@example.com>'")
     commit.add_argument("-m", "--message", help="commit message")
     commit.add_argument("-c", "--change", action="append", metavar="INSTRUCTION", help="apply a Dockerfile instruction")
     commit.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True, help="pause while committing")
     commit.add_argument("container", metavar="CONTAINER")
     commit.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
-    volume = command("volume", "cli_containers:volume_command", "Manage named volumes")
+    volume = command("volume", containers.volume_command, "Manage named volumes")
     volume_commands = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
     volume_create = volume_commands.add_parser("create", help="create a volume")
     volume_create.add_argument("name", nargs="?", metavar="NAME")
@@ -261,7 +245,7 @@ def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None
     volume_prune = volume_commands.add_parser("prune", help="remove unused volumes")
     volume_prune.add_argument("-a", "--all", action="store_true", help="named volumes too, not only anonymous ones")
     volume_prune.add_argument("-f", "--force", action="store_true", help="accepted for docker compatibility")
-    network = command("network", "cli_networks:network_command", "Manage networks")
+    network = command("network", networks.network_command, "Manage networks")
     network_commands = network.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
     network_create = network_commands.add_parser("create", help="create a network")
     network_create.add_argument("-d", "--driver", default="bridge")
@@ -292,23 +276,23 @@ def _container_commands(command: Callable[..., argparse.ArgumentParser]) -> None
     network_disconnect.add_argument("container", metavar="CONTAINER")
     network_prune = network_commands.add_parser("prune", help="remove networks no container uses")
     network_prune.add_argument("-f", "--force", action="store_true", help="accepted for docker compatibility")
-    port = command("port", "cli_networks:port_command", "Show a container's published ports")
+    port = command("port", networks.port_command, "Show a container's published ports")
     port.add_argument("container", metavar="CONTAINER")
     port.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
-    build = command("build", "cli_build:build_command", "Build an image from a Dockerfile")
-    build.add_argument("-t", "--tag", action="append", metavar="NAME[:TAG]", help="name the image (repeatable)")
-    build.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default PATH/Dockerfile; - for stdin)")
-    build.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="set a build-time variable")
-    build.add_argument("--label", action="append", metavar="KEY=VALUE", help="set a label on the image")
-    build.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    build.add_argument("--pull", action="store_true", help="always pull the base images")
-    build.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
-    build.add_argument("--target", metavar="STAGE", help="build this stage of a multi-stage Dockerfile")
-    build.add_argument("--iidfile", metavar="FILE", help="write the image ID to FILE")
-    build.add_argument("--rm", action=argparse.BooleanOptionalAction, default=True, help="remove intermediate containers after a successful build")
-    build.add_argument("--force-rm", action="store_true", help="always remove intermediate containers")
-    build.add_argument("path", metavar="PATH|-")
-    import_ = command("import", "cli_engine_images:import_command", "Create an image from a root filesystem tar")
+    builder = command("build", build.build_command, "Build an image from a Dockerfile")
+    builder.add_argument("-t", "--tag", action="append", metavar="NAME[:TAG]", help="name the image (repeatable)")
+    builder.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default PATH/Dockerfile; - for stdin)")
+    builder.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="set a build-time variable")
+    builder.add_argument("--label", action="append", metavar="KEY=VALUE", help="set a label on the image")
+    builder.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    builder.add_argument("--pull", action="store_true", help="always pull the base images")
+    builder.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    builder.add_argument("--target", metavar="STAGE", help="build this stage of a multi-stage Dockerfile")
+    builder.add_argument("--iidfile", metavar="FILE", help="write the image ID to FILE")
+    builder.add_argument("--rm", action=argparse.BooleanOptionalAction, default=True, help="remove intermediate containers after a successful build")
+    builder.add_argument("--force-rm", action="store_true", help="always remove intermediate containers")
+    builder.add_argument("path", metavar="PATH|-")
+    import_ = command("import", engine_images.import_command, "Create an image from a root filesystem tar")
     import_.add_argument("-m", "--message", help="commit message")
     import_.add_argument("-c", "--change", action="append", metavar="INSTRUCTION")
     import_.add_argument("file", metavar="FILE|-")
@@ -324,40 +308,3 @@ def _version() -> str:
         return "unknown"
 
 
-def _handler(spec: str) -> Handler:
-    """`module:function` of this package, imported only now (so --help never loads the store)."""
-    from importlib import import_module
-
-    module_name, function = spec.split(":")
-    return getattr(import_module(f".{module_name}", __package__ or "client"), function)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    ctx = Context(args)
-    handler = args.daemon_handler if ctx.uses_daemon and args.daemon_handler else args.handler
-    if not ctx.uses_daemon and args.daemon_handler == args.handler:
-        ctx.error(f"{args.command} needs the daemon: drop --store")
-        return 2
-    try:
-        return _handler(handler)(ctx)
-    except UsageError as error:
-        ctx.error(error)
-        return 2
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # the reader went away (`dockyard images | head`): stop quietly, as other tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except Exception as error:
-        if not isinstance(error, (*user_errors(), OSError)):
-            raise
-        ctx.error(describe(error))
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,14 +18,17 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
 from .errors import DigestMismatch, RegistryError, RegistryUnavailable, Subject
 from .progress import NoProgress, Progress
+from .registry_http import RegistryTransport
 from .store.errors import DigestMismatch as StoreDigestMismatch
-from .transport import RegistryTransport
+
+if TYPE_CHECKING:
+    from .store.contract import BlobIngest, BlobIngestion
 
 WRITE_BUFFER = 1024 * 1024
 READ_SIZE = 256 * 1024
@@ -38,7 +41,7 @@ _BROKEN = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.Ti
 
 
 @asynccontextmanager
-async def _ingest(store: Any, digest: str, size: int) -> AsyncIterator[Any]:
+async def _ingest(store: BlobIngest, digest: str, size: int) -> AsyncIterator[BlobIngestion]:
     """`store.ingest(digest, size)` entered and left in a worker thread (it may wait on a file lock)."""
     manager = store.ingest(digest, size)
     ingest = await asyncio.to_thread(manager.__enter__)
@@ -53,14 +56,16 @@ async def _ingest(store: Any, digest: str, size: int) -> AsyncIterator[Any]:
 
 async def download_blob(
     transport: RegistryTransport,
-    repository: str,
+    path: str,
+    scopes: tuple[str, ...],
     digest: str,
     size: int,
-    store: Any,
+    store: BlobIngest,
     subject: Subject,
     progress: Progress | None = None,
 ) -> None:
-    """Download `repository`'s blob `digest` of `size` bytes into `store`, verified, resuming."""
+    """Download the blob `digest` of `size` bytes at `path` (its API path) into `store`,
+    verified, resuming."""
     progress = progress or NoProgress()
     progress.start(digest, size)
     reported = 0
@@ -74,7 +79,7 @@ async def download_blob(
                     progress.advance(digest, offset - reported)
                     reported = offset
                 if offset < size:
-                    received = await _receive(transport, repository, digest, size, ingest, subject, progress)
+                    received = await _receive(transport, path, scopes, digest, size, ingest, subject, progress)
                     reported += received
                 await asyncio.to_thread(ingest.commit)
                 return
@@ -96,21 +101,19 @@ async def download_blob(
 
 async def _receive(
     transport: RegistryTransport,
-    repository: str,
+    path: str,
+    scopes: tuple[str, ...],
     digest: str,
     size: int,
-    ingest: Any,
+    ingest: BlobIngestion,
     subject: Subject,
     progress: Progress,
 ) -> int:
     """Stream the rest of the blob into `ingest`; the number of new bytes written."""
     offset = ingest.offset
     headers = {"Range": f"bytes={offset}-"} if offset else {}
-    scopes = (f"repository:{repository}:pull",)
     written = 0
-    async with transport.stream(
-        "GET", f"/v2/{repository}/blobs/{digest}", subject, scopes=scopes, ok=(200, 206), headers=headers
-    ) as response:
+    async with transport.stream("GET", path, subject, scopes=scopes, ok=(200, 206), headers=headers) as response:
         skip = 0
         if offset and response.status == 200:
             skip = offset  # the registry ignored Range: drop what we already have
@@ -146,7 +149,7 @@ async def _receive(
     return written
 
 
-async def download_from_urls(urls: list[str], digest: str, size: int, store: Any, what: str, progress: Progress | None = None) -> None:
+async def download_from_urls(urls: list[str], digest: str, size: int, store: BlobIngest, what: str, progress: Progress | None = None) -> None:
     """A non-distributable layer the registry does not hold, from the first of its `urls` that
     serves it (as containerd fetches them), streamed into the store and verified."""
     progress = progress or NoProgress()
@@ -204,9 +207,9 @@ def _file_body(path: Path, start: int, length: int, on_read: Callable[[int], Non
     return factory
 
 
-async def start_upload(transport: RegistryTransport, repository: str, subject: Subject, scopes: tuple[str, ...]) -> str:
-    reply = await transport.fetch("POST", f"/v2/{repository}/blobs/uploads/", subject, scopes=scopes, ok=(202,))
-    return _location(reply.headers, subject)
+def upload_location(headers: Any, subject: Subject) -> str:
+    """The upload session's Location, which every answer about it names."""
+    return _location(headers, subject)
 
 
 def _location(headers: Any, subject: Subject) -> str:
@@ -222,21 +225,20 @@ def _with_digest(location: str, digest: str) -> str:
 
 async def upload_blob(
     transport: RegistryTransport,
-    repository: str,
+    location: str,
+    scopes: tuple[str, ...],
     digest: str,
     size: int,
     path: Path,
     subject: Subject,
     *,
-    location: str | None = None,
     progress: Progress | None = None,
     chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> None:
-    """Upload the blob in `path`: one PUT up to `chunk_threshold` bytes, PATCH chunks beyond."""
+    """Upload the blob in `path` into the upload session at `location`: one PUT up to
+    `chunk_threshold` bytes, PATCH chunks beyond."""
     progress = progress or NoProgress()
-    scopes = (f"repository:{repository}:pull,push",)
-    location = location or await start_upload(transport, repository, subject, scopes)
     progress.start(digest, size)
     sent = [0]
 
