@@ -19,7 +19,6 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 
 class HttpSettings(BaseModel):
     listen: str = "0.0.0.0:5000"
-    secret: str | None = Field(default=None, description="Shared by replicas; signs upload state")
     shutdown_timeout: float = Field(default=30.0, gt=0)
     io_threads: int = Field(default=64, ge=1, le=1024, description="worker threads for blocking storage calls")
     header_timeout: float = Field(

@@ -15,8 +15,7 @@ from typing import Any
 
 from ..daemon import DaemonError
 from .context import Context, UsageError
-from .images import HISTORY_WIDTH
-from .output import MISSING, NONE, ago, ellipsis, human_size, one_line, table
+from .output import MISSING, NONE, ago, history_lines, history_row, human_size, images_lines
 
 
 def print_progress(ctx: Context, messages: Any, *, quiet: bool = False) -> dict[str, Any]:
@@ -48,11 +47,8 @@ def images_command(ctx: Context) -> int:
         pairs = [name.rsplit(":", 1) for name in names] or [[NONE, NONE]]
         for repository, tag in pairs:
             rows.append((repository, tag, image_id, ago(_unix_to_text(image.get("Created") or 0), now), human_size(image.get("Size") or 0)))
-    if args.quiet:
-        for image_id in dict.fromkeys(row[2] for row in rows):
-            ctx.print(image_id)
-    else:
-        ctx.print(table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows))
+    for line in images_lines(rows, quiet=args.quiet):
+        ctx.print(line)
     return 0
 
 
@@ -105,16 +101,11 @@ def history_command(ctx: Context) -> int:
         image = step["Id"]
         if image != MISSING and not args.no_trunc:
             image = image.split(":", 1)[1][:12]
-        created_by = one_line(step.get("CreatedBy") or "")
-        if not args.no_trunc:
-            created_by = ellipsis(created_by, HISTORY_WIDTH)
         created = _unix_to_text(step["Created"]) if step.get("Created") else None
-        rows.append((image, ago(created, now), created_by, human_size(step.get("Size") or 0), step.get("Comment") or ""))
-    if args.quiet:
-        for row in rows:
-            ctx.print(row[0])
-    else:
-        ctx.print(table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), rows))
+        rows.append(history_row(image, created, step.get("CreatedBy") or "", step.get("Size") or 0, step.get("Comment") or "",
+                                no_trunc=args.no_trunc, now=now))  # fmt: skip
+    for line in history_lines(rows, quiet=args.quiet):
+        ctx.print(line)
     return 0
 
 

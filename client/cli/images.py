@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context, UsageError
-from .output import MISSING, NONE, ago, ellipsis, familiar, human_size, one_line, split_name, table
-
-HISTORY_WIDTH = 45
+from .output import MISSING, NONE, ago, familiar, history_lines, history_row, human_size, images_lines, split_name
 
 
 def images_command(ctx: Context) -> int:
@@ -35,11 +33,8 @@ def images_command(ctx: Context) -> int:
                 continue
             shown = familiar(repository) if repository != NONE else NONE
             rows.append((shown, tag, image_id, ago(record.created, now), human_size(record.size)))
-    if args.quiet:
-        for image_id in dict.fromkeys(row[2] for row in rows):
-            ctx.print(image_id)
-    else:
-        ctx.print(table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows))
+    for line in images_lines(rows, quiet=args.quiet):
+        ctx.print(line)
     return 0
 
 
@@ -104,15 +99,9 @@ def history_command(ctx: Context) -> int:
     rows = []
     for index, step in enumerate(steps):
         image = (record.id if args.no_trunc else record.short_id) if index == 0 else MISSING
-        created_by = one_line(step["created_by"])
-        if not args.no_trunc:
-            created_by = ellipsis(created_by, HISTORY_WIDTH)
-        rows.append((image, ago(step["created"], now), created_by, human_size(step["size"]), step["comment"]))
-    if args.quiet:
-        for row in rows:
-            ctx.print(row[0])
-    else:
-        ctx.print(table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), rows))
+        rows.append(history_row(image, step["created"], step["created_by"], step["size"], step["comment"], no_trunc=args.no_trunc, now=now))
+    for line in history_lines(rows, quiet=args.quiet):
+        ctx.print(line)
     return 0
 
 

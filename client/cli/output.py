@@ -12,6 +12,7 @@ so the formats are tested without running a command.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from ocispec.names import familiar  # noqa: F401 - part of this module's vocabulary
 
@@ -61,3 +62,28 @@ def split_name(name: str) -> tuple[str, str | None, str | None]:
     if colon > slash:
         return name[:colon], name[colon + 1 :], None
     return name, None, None
+
+
+IMAGES_HEADER = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
+HISTORY_HEADER = ("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")
+HISTORY_WIDTH = 45
+
+
+def images_lines(rows: Sequence[Sequence[str]], *, quiet: bool) -> list[str]:
+    """`docker images`: the table, or (quiet) each image ID once."""
+    if quiet:
+        return list(dict.fromkeys(row[2] for row in rows))
+    return [table(IMAGES_HEADER, rows)]
+
+
+def history_row(image: str, created: object, created_by: str, size: int, comment: str, *, no_trunc: bool, now: datetime) -> tuple[str, ...]:
+    """One line of `docker history`: the command on one line, cut to the column unless `no_trunc`."""
+    command = one_line(created_by)
+    return (image, ago(created, now), command if no_trunc else ellipsis(command, HISTORY_WIDTH), human_size(size), comment)
+
+
+def history_lines(rows: Sequence[Sequence[str]], *, quiet: bool) -> list[str]:
+    """`docker history`: the table, or (quiet) the image column."""
+    if quiet:
+        return [row[0] for row in rows]
+    return [table(HISTORY_HEADER, rows)]
