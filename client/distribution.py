@@ -116,6 +116,11 @@ class RegistryClient:
         """GET /v2/: learns the registry's auth challenge before the first real request."""
         await self.transport.fetch("GET", "/v2/", self.subject(None, action), ok=(200, 401), authenticate=False)
 
+    async def sign_in(self) -> None:
+        """GET /v2/ with the transport's credentials, through the challenge flow;
+        AuthenticationRequired when the registry refuses them."""
+        await self.transport.fetch("GET", "/v2/", Subject("login", self.registry))
+
     # -- manifests -------------------------------------------------------------------------------
 
     async def get_manifest(self, repository: str, reference: str, *, action: str = "pull") -> Manifest:

@@ -11,7 +11,8 @@ from ocispec.reference import normalize_registry
 
 from .auth import Credentials
 from .credentials import remove_credentials, save_credentials
-from .errors import AuthenticationRequired, Subject
+from .distribution import RegistryClient
+from .errors import AuthenticationRequired
 from .registry_http import ClientSettings, new_session
 
 
@@ -27,11 +28,7 @@ async def verify_credentials(
     own_session = session is None
     session = session or new_session()
     try:
-        transport = settings.transport(session, registry, credentials)
-        subject = Subject("login", registry)
-        await transport.fetch("GET", "/v2/", subject)
-        if transport.auth.challenge is None:
-            return  # an open registry: any credentials "work", as with docker login
+        await RegistryClient(settings.transport(session, registry, credentials)).sign_in()  # an open registry takes any
     except AuthenticationRequired as error:
         raise type(error)(f"login to {registry} failed: {error.message.rsplit(': ', 1)[-1]}", status=error.status) from None
     finally:

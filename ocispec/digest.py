@@ -51,7 +51,3 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.encoded}"
 
-
-def is_digest(text: str) -> bool:
-    """True when `text` looks like a digest reference rather than a tag."""
-    return ":" in text
