@@ -22,7 +22,7 @@ def inspect_document(record: ImageRecord, config: ImageConfig) -> dict[str, Any]
         "Created": config.created,
         "DockerVersion": config.docker_version,
         "Author": config.author,
-        "Config": config.config.model_dump(exclude_unset=True) if config.config is not None else None,
+        "Config": config.runtime_as_stored,
         "Architecture": config.architecture,
     }
     if config.variant:

@@ -99,7 +99,7 @@ class ImageService:
                     "Size": size,
                     "VirtualSize": size,
                     "SharedSize": -1,
-                    "Labels": (await asyncio.to_thread(self.store.image_config, record)).runtime.Labels or None,
+                    "Labels": ((await asyncio.to_thread(self.store.image_config, record)).runtime_as_stored or {}).get("Labels"),
                     "Containers": -1,
                 }
             )

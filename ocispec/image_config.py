@@ -7,10 +7,11 @@ image cannot do without — the diff IDs of its layers — is checked strictly b
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from .digest import Digest, InvalidDigest
 
@@ -24,7 +25,7 @@ def _or_absent(default: Any) -> WrapValidator:
         try:
             return handler(value)
         except ValidationError:
-            return default
+            return copy.copy(default)  # never one shared {} for every config
 
     return WrapValidator(validate)
 
@@ -82,6 +83,7 @@ class ImageConfig(BaseModel):
     config: Annotated[RuntimeConfig | None, _or_absent(None)] = None
     rootfs: Mapping = {}
     history: Annotated[list[HistoryEntry], WrapValidator(_entries)] = []
+    _document: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: bytes) -> ImageConfig:
@@ -97,7 +99,15 @@ class ImageConfig(BaseModel):
     def of(cls, document: Any) -> ImageConfig:
         if not isinstance(document, dict):
             raise InvalidImageConfig("the image config is not a JSON object")
-        return cls.model_validate(document)
+        config = cls.model_validate(document)
+        config._document = document
+        return config
+
+    @property
+    def runtime_as_stored(self) -> dict[str, Any] | None:
+        """The `config` object exactly as the image has it (nulls and all), for `inspect`."""
+        stored = self._document.get("config")
+        return stored if isinstance(stored, dict) else None
 
     @property
     def runtime(self) -> RuntimeConfig:

@@ -111,7 +111,8 @@ def test_an_image_config_reads_leniently_but_diff_ids_strictly():
     )
     assert config.platform == "linux/v8"
     assert (config.runtime.Cmd, config.runtime.Env, config.runtime.Labels) == (["sh"], None, {"a": "b"})
-    assert config.config is not None and config.config.model_dump(exclude_unset=True)["Healthcheck"] == {"Test": ["NONE"]}
+    assert config.runtime_as_stored == {"Cmd": ["sh"], "Env": "PATH=/bin", "Labels": {"a": "b"}, "Healthcheck": {"Test": ["NONE"]}}
+    assert ImageConfig.of({"config": {"Labels": None}}).runtime_as_stored == {"Labels": None}, "inspect shows nulls as stored"
     assert [(step.created_by, step.empty_layer) for step in config.history] == [("RUN x", False), ("", True)]
     assert config.diff_ids() == ["sha256:" + "a" * 64]
     with pytest.raises(InvalidImageConfig, match="missing or not a list"):
