@@ -7,8 +7,9 @@ DATA ?= ./data
 # Debian packages the test suite drives: real third-party clients, the reference registry, and
 # chromium for the web page test (Playwright drives it; `playwright install` is never run), runc
 # for the engine with the CNI plugins and iptables for its networks, docker.io (Debian's dockerd) as the reference
-# engine the engine is compared with, and docker-compose, which the engine must serve.
-APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc containernetworking-plugins iptables docker.io nginx chromium docker-compose
+# engine the engine is compared with, docker-compose, which the engine must serve, and PostgreSQL
+# (the tests start their own server on loopback from its binaries: the Hub's replica database).
+APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc containernetworking-plugins iptables docker.io nginx chromium docker-compose postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # what the engine itself needs on a host

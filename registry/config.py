@@ -131,6 +131,15 @@ class WebhookSettings(BaseModel):
     )
 
 
+class MetadataSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="the Hub's database: postgresql://user:password@host/db (replicas) or sqlite:///path; "
+        "default: an SQLite file in the filesystem storage root",
+    )
+    activity_interval: float = Field(default=2.0, gt=0, description="seconds between writes of the pull and push counts")
+
+
 class Settings(FlagsOverEnvironment):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -139,6 +148,7 @@ class Settings(FlagsOverEnvironment):
     registry: RegistryOptions = RegistryOptions()
     auth: AuthSettings = AuthSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    metadata: MetadataSettings = MetadataSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -158,6 +168,15 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         raise ConfigError(one_line(error)) from None
     if settings.storage.backend == "s3" and not settings.storage.s3.bucket:
         raise ConfigError("storage.s3.bucket is required when storage.backend is s3")
+    if settings.storage.backend == "s3" and not settings.metadata.url:
+        raise ConfigError("storage.backend s3 needs metadata.url: postgresql://... shared by the replicas (or sqlite:///path for one instance)")
+    if settings.metadata.url:
+        from .core.metadata import MetadataUrlError, engine_url
+
+        try:
+            engine_url(settings.metadata.url)
+        except MetadataUrlError as error:
+            raise ConfigError(str(error)) from None
     auth = settings.auth
     if auth.enabled and bool(auth.admin_user) != bool(auth.admin_password):
         raise ConfigError("auth.admin_user and auth.admin_password go together")

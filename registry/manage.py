@@ -1,7 +1,8 @@
-"""Offline management commands of `dockyard-registry` (users, tokens, orgs, repositories).
+"""Offline management commands of `dockyard-registry` (users, tokens, orgs, repositories,
+metadata import, gc, uploads).
 
-They act on the storage backend directly, so they work whether or not a registry is running
-and are seen at once by every replica on the same storage.
+They act on the storage backend and the metadata database directly, so they work whether or
+not a registry is running and are seen at once by every replica using the same ones.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from typing import Any
 
 from storage_backends import StorageBackend
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .core.blobs import Blobs
 from .core.gc import collect, report
 from .core.hub import Hub
 from .core.hub.errors import HubError
-from .core.hub.models import RepositorySettings
+from .core.metadata.json_import import UnimportedMetadata, import_json_metadata, refuse_unimported_metadata
 from .core.repositories import Repositories
 from .core.uploads import Uploads
-from .storage import open_storage
+from .storage import open_database, open_storage
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -73,8 +74,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     gc.add_argument("--delete-untagged", action="store_true",
                     help="also remove manifests no tag reaches (index children and referrers of tagged ones stay)")
 
-    search = commands.add_parser("search", help="search index").add_subparsers(dest="action", required=True)
-    search.add_parser("reindex", parents=[common], help="rebuild the search index from repository settings")
+    metadata = commands.add_parser("metadata", help="the Hub's metadata database").add_subparsers(dest="action", required=True)
+    metadata.add_parser("import", parents=[common],
+                        help="copy Hub records kept as JSON in the storage backend (before the database) into the database; safe to repeat")
+    metadata.add_parser("migrate", parents=[common], help="bring the database schema to this version (the server does it when it starts)")
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -89,10 +92,21 @@ def _password(args: argparse.Namespace) -> str:
 async def run(args: argparse.Namespace, settings: Settings) -> str:
     """Carry out one management command; returns what to print."""
     storage = open_storage(settings)
+    database = open_database(settings, storage)
     try:
-        return await _dispatch(args, storage, Hub.over(storage, settings.auth.default_visibility))
+        await database.migrate()
+        if args.command == "metadata":
+            if args.action == "import":
+                return (await import_json_metadata(storage, database)).summary()
+            return f"metadata schema at version {await database.version()}"
+        if args.command not in ("gc", "uploads"):
+            await refuse_unimported_metadata(storage, database)
+        return await _dispatch(args, storage, Hub.over(database, settings.auth.default_visibility))
+    except UnimportedMetadata as error:
+        raise ConfigError(str(error)) from None
     finally:
         await storage.close()
+        await database.close()
 
 
 async def _dispatch(args: argparse.Namespace, storage: StorageBackend, hub: Hub) -> str:
@@ -120,23 +134,17 @@ async def _dispatch(args: argparse.Namespace, storage: StorageBackend, hub: Hub)
         org = await hub.organizations.set_member(args.org, args.user, role)
         return f"{args.org} members: " + ", ".join(f"{u}={r}" for u, r in sorted(org.members.items()))
     if args.command == "repo":
-        settings = await hub.repositories.get(args.name) or RepositorySettings(name=args.name)
         if args.action == "set-visibility":
-            settings.visibility = args.visibility
+            settings = await hub.repositories.update(args.name, visibility=args.visibility)
         else:
-            settings.description = args.description
-        await hub.repositories.save(settings)
+            settings = await hub.repositories.update(args.name, description=args.description)
         return f"{settings.name}: {settings.visibility}, {settings.description!r}"
     if args.command == "gc":
         result = await collect(storage, grace=args.grace * 3600, dry_run=args.dry_run, delete_untagged=args.delete_untagged)
         return report(result, dry_run=args.dry_run)
-    if args.command == "uploads":
-        uploads = Uploads(storage, Blobs(storage, Repositories(storage)))
-        purged = await uploads.purge_stale(args.older_than * 3600)
-        leftovers, leftover_bytes = await storage.reclaim_leftovers(args.older_than * 3600)
-        sessions = [f"{upload.name} {upload.upload_id}" for upload in purged]
-        return "\n".join([*sessions, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
-                                   f"({leftover_bytes} bytes)"])
-    repositories = await hub.repositories.all()
-    await hub.search.rebuild(repositories)
-    return f"indexed {len(repositories)} repositories"
+    uploads = Uploads(storage, Blobs(storage, Repositories(storage)))
+    purged = await uploads.purge_stale(args.older_than * 3600)
+    leftovers, leftover_bytes = await storage.reclaim_leftovers(args.older_than * 3600)
+    sessions = [f"{upload.name} {upload.upload_id}" for upload in purged]
+    return "\n".join([*sessions, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
+                               f"({leftover_bytes} bytes)"])

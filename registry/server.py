@@ -12,6 +12,7 @@ from aiohttp import web
 from .api.app import create_app
 from .api.http import IN_FLIGHT
 from .config import ConfigError, Settings
+from .core.metadata.json_import import UnimportedMetadata
 from .logs import configure_logging
 from .storage import open_storage
 
@@ -44,7 +45,12 @@ async def _serve(settings: Settings) -> None:
         # the bound on slowloris clients dribbling headers, and on idle keep-alive connections
         keepalive_timeout=settings.http.header_timeout,
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except UnimportedMetadata as error:
+        raise ConfigError(str(error)) from None
+    except OSError as error:
+        raise ConfigError(f"cannot open the metadata database {settings.metadata.url or '(in the storage root)'}: {error}") from None
     try:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         try:

@@ -1,5 +1,5 @@
-"""The storage backend the settings name: the one factory both the server and the offline
-commands open storage with."""
+"""The storage backend and the metadata database the settings name: the one factory both the
+server and the offline commands open them with."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 
 from .config import ConfigError, Settings
+from .core.metadata import Database
+
+METADATA_FILE = "hub.sqlite3"
+"""The embedded default database, in the filesystem storage root."""
 
 
 def open_storage(settings: Settings) -> StorageBackend:
@@ -25,3 +29,13 @@ def open_storage(settings: Settings) -> StorageBackend:
         endpoint_url=storage.s3.endpoint_url,
         redirect=storage.s3.redirect,
     )
+
+
+def open_database(settings: Settings, storage: StorageBackend) -> Database:
+    """`metadata.url`; else an SQLite file in the filesystem storage root; else (S3 served
+    in-process without a URL, as tests do) an in-memory SQLite database."""
+    if settings.metadata.url:
+        return Database(settings.metadata.url)
+    if isinstance(storage, FilesystemBackend):
+        return Database(f"sqlite:///{storage.root.resolve() / METADATA_FILE}")
+    return Database("sqlite://")

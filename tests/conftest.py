@@ -22,9 +22,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from registry.api.app import create_app
+from registry.core.metadata import Database
 from storage_backends import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.s3 import S3Backend
+from tests.pgserver import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from tests.s3server import AWS_ENVIRONMENT, REGION, moto_server, s3_bucket  # noqa: F401  (fixtures)
 
 
@@ -70,19 +72,33 @@ def reference_registry_installed() -> None:
 
 
 @pytest.fixture(params=["filesystem", "s3"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    """Every API test runs on local disk and on S3 (a moto server on loopback).
+async def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StorageBackend]:
+    """Every API test runs on local disk with the embedded SQLite metadata database, and on S3
+    (a moto server on loopback) with PostgreSQL, as replicas are deployed.
 
-    S3 here streams blobs through the registry (redirect off) so responses can be asserted
-    byte for byte; `tests/test_s3_registry.py` covers the presigned-redirect mode.
+    The S3 case sets `DOCKYARD_METADATA__URL` to a fresh PostgreSQL database, so every app
+    the test creates (and every registry process it starts) uses it. S3 here streams blobs
+    through the registry (redirect off) so responses can be asserted byte for byte;
+    `tests/test_s3_registry.py` covers the presigned-redirect mode.
     """
     if request.param == "filesystem":
         backend: StorageBackend = FilesystemBackend(tmp_path / "store")
     else:
         bucket = request.getfixturevalue("s3_bucket")
+        monkeypatch.setenv("DOCKYARD_METADATA__URL", request.getfixturevalue("postgres_url"))
         backend = S3Backend(bucket.name, prefix="registry", region=REGION, endpoint_url=bucket.server.url, redirect=False)
     yield backend
     await backend.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty metadata database of each kind."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    opened = Database(url)
+    await opened.migrate()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
@@ -113,9 +129,11 @@ def start_registry(root: Path, env: dict[str, str] | None = None, extra_args: li
     return RegistryProcess(f"http://127.0.0.1:{port}", "127.0.0.1", port, root, process)
 
 
-def s3_settings_env(bucket, prefix: str = "registry", redirect: bool = True) -> dict[str, str]:
-    """`DOCKYARD_*` variables that put a registry process on `bucket` of the test's moto server."""
+def s3_settings_env(bucket, *, metadata_url: str, prefix: str = "registry", redirect: bool = True) -> dict[str, str]:
+    """`DOCKYARD_*` variables that put a registry process on `bucket` of the test's moto server,
+    with its Hub in the PostgreSQL database `metadata_url`."""
     return {
+        "DOCKYARD_METADATA__URL": metadata_url,
         **AWS_ENVIRONMENT,
         "DOCKYARD_STORAGE__BACKEND": "s3",
         "DOCKYARD_STORAGE__S3__BUCKET": bucket.name,
@@ -129,7 +147,9 @@ def s3_settings_env(bucket, prefix: str = "registry", redirect: bool = True) -> 
 @pytest.fixture(params=["filesystem", "s3"])
 def registry_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryProcess]:
     """A `dockyard-registry serve` process on local disk, or on S3 with blob redirects on."""
-    env = s3_settings_env(request.getfixturevalue("s3_bucket")) if request.param == "s3" else None
+    env = None
+    if request.param == "s3":
+        env = s3_settings_env(request.getfixturevalue("s3_bucket"), metadata_url=request.getfixturevalue("postgres_url"))
     running = start_registry(tmp_path / "registry-data", env=env)
     try:
         yield running

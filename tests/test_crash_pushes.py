@@ -106,7 +106,9 @@ def _manage(registry: RegistryProcess, env: dict[str, str] | None, *args: str) -
 
 @pytest.mark.parametrize("backend", ["filesystem", "s3"])
 def test_kill_9_at_random_points_of_pushes_leaves_nothing_partial_and_nothing_orphaned(backend: str, tmp_path: Path, request) -> None:
-    env = s3_settings_env(request.getfixturevalue("s3_bucket"), prefix="crash") if backend == "s3" else None
+    env = None
+    if backend == "s3":
+        env = s3_settings_env(request.getfixturevalue("s3_bucket"), metadata_url=request.getfixturevalue("postgres_url"), prefix="crash")
     root = tmp_path / "data"
     images = _images()
     rng = random.Random(1234)

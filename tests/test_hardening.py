@@ -280,8 +280,8 @@ def test_a_write_killed_mid_blob_leaves_nothing_gc_does_not_reclaim(tmp_path: Pa
     assert sum(path.stat().st_size for path in (tmp_path / "crash-data").rglob("*") if path.is_file()) < 1 << 20
 
 
-def test_a_write_killed_mid_blob_on_s3_leaves_no_multipart_upload_after_gc(tmp_path: Path, s3_bucket) -> None:
-    env = s3_settings_env(s3_bucket, prefix="crash")
+def test_a_write_killed_mid_blob_on_s3_leaves_no_multipart_upload_after_gc(tmp_path: Path, s3_bucket, postgres_url) -> None:
+    env = s3_settings_env(s3_bucket, metadata_url=postgres_url, prefix="crash")
     registry = start_registry(tmp_path / "crash-s3", env=env)
     try:
         _push_then_kill(registry, 40 << 20)

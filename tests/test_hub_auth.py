@@ -295,18 +295,21 @@ async def test_pull_rate_limit_answers_429_with_docker_hub_headers(aiohttp_clien
     assert other.status == 200, "limits are per client"
 
 
-def test_rate_limiter_window_slides():
+async def test_rate_limiter_window_slides(database):
     from registry.core.ratelimit import SlidingWindowLimiter
 
     now = [1000.0]
-    limiter = SlidingWindowLimiter(2, 60, clock=lambda: now[0])
-    assert limiter.check("a").allowed and limiter.check("a").allowed
-    refused = limiter.check("a")
+    limiter = SlidingWindowLimiter(database, "pulls", 2, 60, clock=lambda: now[0])
+    assert (await limiter.check("a")).allowed and (await limiter.check("a")).allowed
+    refused = await limiter.check("a")
     assert not refused.allowed and refused.retry_after == 60
+    assert (await limiter.check("b")).allowed, "each key has its own window"
     now[0] += 30
-    assert not limiter.check("a").allowed
+    assert not (await limiter.check("a")).allowed
     now[0] += 31
-    assert limiter.check("a").allowed
+    assert (await limiter.check("a")).allowed
+    now[0] += 120
+    assert await limiter.prune() == 2, "the idle keys' events are forgotten"
 
 
 async def test_failed_sign_ins_are_throttled_per_client_and_user(aiohttp_client, storage):

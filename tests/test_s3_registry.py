@@ -80,9 +80,9 @@ async def test_same_layer_in_fifty_repositories_is_one_object_in_the_bucket(aioh
         assert await (await client.get(f"/v2/team/repo{index}/blobs/{layer.digest}")).read() == layer.data
 
 
-async def test_two_replicas_on_one_bucket(s3_bucket, tmp_path: Path):
+async def test_two_replicas_on_one_bucket(s3_bucket, postgres_url, tmp_path: Path):
     """Upload begun on A finished on B; manifest pushed via A pulled via B; tag moved via B seen by A."""
-    env = s3_settings_env(s3_bucket, PREFIX, redirect=False)
+    env = s3_settings_env(s3_bucket, metadata_url=postgres_url, prefix=PREFIX, redirect=False)
     a = start_registry(tmp_path / "a", env=env)
     b = start_registry(tmp_path / "b", env=env)
     try:
@@ -132,8 +132,8 @@ async def test_two_replicas_on_one_bucket(s3_bucket, tmp_path: Path):
         stop_process(b.process)
 
 
-async def test_upload_survives_a_restart_on_s3(s3_bucket, tmp_path: Path):
-    env = s3_settings_env(s3_bucket, PREFIX, redirect=False)
+async def test_upload_survives_a_restart_on_s3(s3_bucket, postgres_url, tmp_path: Path):
+    env = s3_settings_env(s3_bucket, metadata_url=postgres_url, prefix=PREFIX, redirect=False)
     data = random_blob(300_000).data
     first = start_registry(tmp_path / "first", env=env)
     try:

@@ -18,7 +18,6 @@ from registry.core.blobs import Blobs, ByteRange
 from registry.core.events import Actor, Event
 from registry.core.hub import Hub
 from registry.core.hub.errors import Conflict, InvalidAccountName
-from registry.core.hub.models import RepositorySettings
 from registry.core.hub.permissions import ALL_ACTIONS, repository_actions
 from registry.core.manifests import Manifests, Reference
 from registry.core.repositories import Repositories
@@ -174,14 +173,14 @@ def test_every_domain_error_has_a_status():
 
 
 # -- permission rules ------------------------------------------------------------------------
-async def test_who_may_do_what_to_a_repository(tmp_path):
-    hub = Hub.over(FilesystemBackend(str(tmp_path)))
+async def test_who_may_do_what_to_a_repository(database):
+    hub = Hub.over(database)
     admin = await hub.users.create("root", "pw", admin=True)
     alice = await hub.users.create("alice", "pw")
     bob = await hub.users.create("bob", "pw")
     await hub.organizations.create("team", "alice")
     await hub.organizations.set_member("team", "bob", "read")
-    await hub.repositories.save(RepositorySettings(name="alice/open", visibility="public"))
+    await hub.repositories.update("alice/open", visibility="public")
 
     assert await repository_actions(hub, admin, "anyone/thing") == ALL_ACTIONS
     assert await repository_actions(hub, alice, "alice/app") == ALL_ACTIONS  # her namespace
@@ -193,8 +192,8 @@ async def test_who_may_do_what_to_a_repository(tmp_path):
     assert await repository_actions(hub, alice, "single") == frozenset(), "one-component names are the site admins'"
 
 
-async def test_users_and_organizations_share_one_namespace(tmp_path):
-    hub = Hub.over(FilesystemBackend(str(tmp_path)))
+async def test_users_and_organizations_share_one_namespace(database):
+    hub = Hub.over(database)
     await hub.users.create("alice", "pw")
     with pytest.raises(Conflict, match="taken"):
         await hub.organizations.create("alice", "alice")

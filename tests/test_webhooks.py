@@ -150,8 +150,10 @@ async def test_push_by_tag_delivers_the_documented_signed_event(aiohttp_client, 
     assert event["timestamp"].endswith("Z")
     sent = datetime.fromisoformat(event["timestamp"])
     assert abs((datetime.now(timezone.utc) - sent).total_seconds()) < 60
-    record = webhooks(client).deliveries(hook["id"])
+    record = await webhooks(client).deliveries(hook["id"])
     assert [(d.id, d.attempts, d.status, d.delivered) for d in record] == [(delivery, 1, 200, True)]
+    listed = await client.get(f"/api/v1/repositories/alice/app/-/webhooks/{hook['id']}/deliveries", headers=basic(*alice))
+    assert [(d["id"], d["status"], d["delivered"], d["done"]) for d in (await listed.json())["deliveries"]] == [(delivery, 200, True, True)]
 
 
 async def test_push_by_digest_has_a_null_tag_and_no_signature_without_secret(aiohttp_client, aiohttp_server, storage):
@@ -220,7 +222,7 @@ async def test_receiver_failing_twice_gets_three_attempts_of_the_same_delivery(a
     assert len(receiver.requests) == 3
     assert len({r.headers["X-Dockyard-Delivery"] for r in receiver.requests}) == 1, "retries keep the delivery id"
     assert len({r.body for r in receiver.requests}) == 1
-    [record] = webhooks(client).deliveries(hook["id"])
+    [record] = await webhooks(client).deliveries(hook["id"])
     assert (record.attempts, record.status, record.delivered, record.error) == (3, 200, True, None)
 
 
@@ -240,11 +242,11 @@ async def test_delivery_gives_up_after_bounded_attempts_and_does_not_retry_clien
 
     assert len(down.requests) == FAST.attempts
     assert len(gone.requests) == 1
-    [down_record] = webhooks(client).deliveries(down_hook["id"])
+    [down_record] = await webhooks(client).deliveries(down_hook["id"])
     assert (down_record.attempts, down_record.delivered, down_record.error) == (FAST.attempts, False, "HTTP 503")
-    [gone_record] = webhooks(client).deliveries(gone_hook["id"])
+    [gone_record] = await webhooks(client).deliveries(gone_hook["id"])
     assert (gone_record.attempts, gone_record.delivered) == (1, False)
-    [refused] = webhooks(client).deliveries(unreachable["id"])
+    [refused] = await webhooks(client).deliveries(unreachable["id"])
     assert (refused.attempts, refused.delivered, refused.status) == (FAST.attempts, False, None)
 
 
@@ -262,14 +264,15 @@ async def test_slow_receiver_does_not_delay_the_push(aiohttp_client, aiohttp_ser
     digest = await asyncio.wait_for(push_image(client, "alice/app", random_image(), "v2"), 30)
     assert receiver.answered == 0
     await asyncio.wait_for(receiver.arrived.wait(), 20)
-    [record] = webhooks(client).deliveries(hook["id"])
+    [record] = await webhooks(client).deliveries(hook["id"])
     assert not record.done, "the delivery is still waiting for the receiver"
 
     release.set()
     await delivered(client)
     assert receiver.answered == 1
     assert receiver.requests[0].json["digest"] == digest
-    assert record.delivered
+    [record] = await webhooks(client).deliveries(hook["id"])
+    assert record.delivered and record.done
 
 
 
@@ -290,16 +293,16 @@ async def test_cleanup_finishes_queued_deliveries_and_cancels_stuck_ones(aiohttp
     await asyncio.wait_for(stuck.arrived.wait(), 20)
     await asyncio.wait_for(client.close(), 20)  # app cleanup: drain for 0.5 s, then cancel
 
-    [flaky_record] = dispatcher.deliveries(flaky_hook["id"])
+    [flaky_record] = await dispatcher.deliveries(flaky_hook["id"])
     assert (flaky_record.attempts, flaky_record.delivered) == (2, True)
-    [stuck_record] = dispatcher.deliveries(stuck_hook["id"])
+    [stuck_record] = await dispatcher.deliveries(stuck_hook["id"])
     assert stuck_record.done and not stuck_record.delivered
     dispatcher.notify(Event("push", "alice/app", tag="v3", digest=None, media_type=None, pusher=None, registry="x"))
-    assert dispatcher.deliveries(flaky_hook["id"]) == [flaky_record], "a stopped dispatcher takes no events"
+    assert await dispatcher.deliveries(flaky_hook["id"]) == [flaky_record], "a stopped dispatcher takes no events"
     release.set()
 
 # -- management ------------------------------------------------------------------------------
-async def test_webhooks_are_stored_in_the_backend_and_removed(aiohttp_client, aiohttp_server, storage):
+async def test_webhooks_are_kept_in_the_metadata_database_and_removed(aiohttp_client, aiohttp_server, storage):
     client = await hub(aiohttp_client, storage)
     alice = await create_user(client, "alice")
     await pushed_repository(client, alice, "alice/app")
@@ -307,10 +310,9 @@ async def test_webhooks_are_stored_in_the_backend_and_removed(aiohttp_client, ai
     second = await add_webhook(client, alice, "alice/app", url="http://hooks.example.com:8080/b", events=["delete", "push", "push"])
     assert second["events"] == ["push", "delete"]
     assert first["id"] != second["id"]
-    assert await storage.exists("repositories/alice/app/_webhooks.json")
-    assert b"token=x" in await storage.get_bytes("repositories/alice/app/_webhooks.json")
+    assert not await storage.exists("repositories/alice/app/_webhooks.json"), "webhooks live in the database, not beside the content"
 
-    # Another replica over the same storage sees them (nothing is cached in the process).
+    # Another replica over the same storage and database sees them (nothing is cached in the process).
     other = await aiohttp_client(create_app(storage, hub_settings()))
     listed = await other.get("/api/v1/repositories/alice/app/-/webhooks", headers=basic(*alice))
     assert listed.status == 200
@@ -323,7 +325,6 @@ async def test_webhooks_are_stored_in_the_backend_and_removed(aiohttp_client, ai
     again = await client.delete(f"/api/v1/repositories/alice/app/-/webhooks/{first['id']}", headers=basic(*alice))
     assert again.status == 404
     assert (await client.delete(f"/api/v1/repositories/alice/app/-/webhooks/{second['id']}", headers=basic(*alice))).status == 204
-    assert not await storage.exists("repositories/alice/app/_webhooks.json")
     empty = await client.get("/api/v1/repositories/alice/app/-/webhooks", headers=basic(*alice))
     assert await empty.json() == {"webhooks": []}
 
@@ -411,7 +412,7 @@ async def test_internal_addresses_are_refused_unless_allowed(aiohttp_client, aio
     await push_image(client, "alice/app", random_image(), "v2")
     await delivered(client)
     assert receiver.requests == [], "nothing reached the loopback receiver"
-    address_attempt = webhooks(client).deliveries(by_address["id"])[-1]
+    address_attempt = (await webhooks(client).deliveries(by_address["id"]))[-1]
     assert not address_attempt.delivered and "internal address" in address_attempt.error
-    name_attempt = webhooks(client).deliveries(by_name["id"])[-1]
+    name_attempt = (await webhooks(client).deliveries(by_name["id"]))[-1]
     assert not name_attempt.delivered and "internal addresses" in (name_attempt.error or "")

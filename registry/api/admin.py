@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ocispec.names import InvalidName, validate_repository
 from storage_backends import StorageFull
 
 from ..core.hub.errors import Conflict, HubError, NotFound
-from ..core.hub.models import Role, User, Visibility, Webhook, validate_account_name
+from ..core.hub.models import RepositorySettings, Role, User, Visibility, Webhook, validate_account_name
 from ..core.hub.permissions import repository_actions
 from ..core.hub.webhooks import EventKind
 from .context import services
@@ -148,6 +149,7 @@ class Membership(BaseModel):
 class RepositoryUpdate(BaseModel):
     visibility: Visibility | None = None
     description: str | None = None
+    full_description: str | None = Field(default=None, max_length=25_000, description="the README, Markdown")
 
 
 class NewWebhook(BaseModel):
@@ -246,7 +248,7 @@ def _repository_name(request: web.Request) -> str:
         raise HubError(str(error)) from None
 
 
-async def _visible_repository(request: web.Request, user: User | None, action: str) -> Any:
+async def _visible_repository(request: web.Request, user: User | None, action: str) -> RepositorySettings:
     name = _repository_name(request)
     registry = services(request)
     settings = await registry.hub.repositories.get(name)
@@ -258,13 +260,19 @@ async def _visible_repository(request: web.Request, user: User | None, action: s
     return settings
 
 
-def _repository_json(settings: Any, user: User | None) -> dict[str, Any]:
+async def _repository_json(request: web.Request, settings: RepositorySettings, user: User | None) -> dict[str, Any]:
+    starred = user is not None and await services(request).hub.repositories.starred(settings.name, user.name)
     return {
         "name": settings.name,
         "visibility": settings.visibility,
         "description": settings.description,
-        "star_count": len(settings.stars),
-        "starred": bool(user and user.name in settings.stars),
+        "full_description": settings.full_description,
+        "star_count": settings.star_count,
+        "starred": starred,
+        "pull_count": settings.pull_count,
+        "last_pulled": settings.last_pulled,
+        "push_count": settings.push_count,
+        "pushed": settings.pushed,
         "created": settings.created,
     }
 
@@ -272,26 +280,23 @@ def _repository_json(settings: Any, user: User | None) -> dict[str, Any]:
 async def get_repository(request: web.Request) -> web.Response:
     user = await caller(request, required=False)
     settings = await _visible_repository(request, user, "pull")
-    return web.json_response(_repository_json(settings, user))
+    return web.json_response(await _repository_json(request, settings, user))
 
 
 async def update_repository(request: web.Request) -> web.Response:
+    """Changes only the fields the body names, so concurrent updates of different fields both hold."""
     user = await caller(request)
     settings = await _visible_repository(request, user, "admin")
     body = await _body(request, RepositoryUpdate)
-    if body.visibility is not None:
-        settings.visibility = body.visibility
-    if body.description is not None:
-        settings.description = body.description
-    await services(request).hub.repositories.save(settings)
-    return web.json_response(_repository_json(settings, user))
+    settings = await services(request).hub.repositories.update(settings.name, **body.model_dump(exclude_none=True))
+    return web.json_response(await _repository_json(request, settings, user))
 
 
 async def star_repository(request: web.Request) -> web.Response:
     user = await signed_in(request)
     settings = await _visible_repository(request, user, "pull")
-    settings = await services(request).hub.repositories.star(settings, user.name, request.method == "PUT")
-    return web.json_response(_repository_json(settings, user))
+    settings = await services(request).hub.repositories.star(settings.name, user.name, request.method == "PUT")
+    return web.json_response(await _repository_json(request, settings, user))
 
 
 # -- webhooks ------------------------------------------------------------------------------
@@ -310,6 +315,17 @@ async def list_webhooks(request: web.Request) -> web.Response:
     settings = await _visible_repository(request, await caller(request), "admin")
     hooks = await services(request).webhooks.store.list(settings.name)
     return web.json_response({"webhooks": [_webhook_json(hook) for hook in hooks]})
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    """The recent deliveries to one webhook, by any replica, oldest first."""
+    settings = await _visible_repository(request, await caller(request), "admin")
+    webhook_id = _path_id(request, "webhook_id")
+    registry = services(request)
+    if webhook_id not in {hook.id for hook in await registry.webhooks.store.list(settings.name)}:
+        raise NotFound(f"repository {settings.name!r} has no webhook {webhook_id!r}")
+    deliveries = await registry.webhooks.deliveries(webhook_id)
+    return web.json_response({"deliveries": [dataclasses.asdict(delivery) for delivery in deliveries]})
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
@@ -337,6 +353,7 @@ def admin_app() -> web.Application:
     route("POST", "/repositories/{name:[^{}]+?}/-/webhooks", create_webhook)
     route("GET", "/repositories/{name:[^{}]+?}/-/webhooks", list_webhooks)
     route("DELETE", "/repositories/{name:[^{}]+?}/-/webhooks/{webhook_id}", delete_webhook)
+    route("GET", "/repositories/{name:[^{}]+?}/-/webhooks/{webhook_id}/deliveries", list_deliveries)
     route("GET", "/repositories/{name:[^{}]+}", get_repository)
     route("PATCH", "/repositories/{name:[^{}]+}", update_repository)
     return app

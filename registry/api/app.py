@@ -14,7 +14,10 @@ from storage_backends import StorageBackend
 
 from ..config import Settings
 from ..core import maintenance
+from ..core.metadata import Database
+from ..core.metadata.json_import import refuse_unimported_metadata
 from ..core.services import Services
+from ..storage import open_database
 from . import search, token
 from .admin import admin_app
 from .auth import Authenticator
@@ -29,9 +32,11 @@ from .webhook_sender import AiohttpSender
 NAME = "{name:[^{}]+?}"
 
 
-def create_app(storage: StorageBackend, settings: Settings | None = None) -> web.Application:
+def create_app(storage: StorageBackend, settings: Settings | None = None, database: Database | None = None) -> web.Application:
+    """The registry over `storage`, with the Hub in `database` (default: as the settings say,
+    see `open_database`); the app migrates the database's schema when it starts."""
     settings = settings or Settings()
-    registry = Services.over(storage, settings)
+    registry = Services.over(storage, database or open_database(settings, storage), settings)
     in_flight = InFlight()
     observed = Metrics(in_flight)
     app = web.Application(middlewares=[in_flight.middleware, observed.middleware, _unknown_paths],
@@ -39,9 +44,9 @@ def create_app(storage: StorageBackend, settings: Settings | None = None) -> web
     app[IN_FLIGHT] = in_flight
     app[METRICS] = observed
     app[SERVICES] = registry
-    app.on_startup.append(_ensure_admin)
     app.on_cleanup.append(_close_storage)
-    app.cleanup_ctx.append(_background)  # cleaned up before _close_storage
+    app.cleanup_ctx.append(_metadata)
+    app.cleanup_ctx.append(_background)  # started after _metadata, stopped before it
 
     app.add_subapp("/v2", distribution_app(registry))
     app.add_subapp("/api/v1", admin_app())
@@ -105,15 +110,24 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     sender = AiohttpSender(allow_private_networks=registry.settings.webhooks.allow_private_networks)
     async with contextlib.AsyncExitStack() as running:
         await running.enter_async_context(registry.webhooks.running(sender))
+        await running.enter_async_context(registry.activity.running())
         await running.enter_async_context(maintenance.running(registry))
         yield
 
 
-async def _ensure_admin(app: web.Application) -> None:
+async def _metadata(app: web.Application) -> AsyncIterator[None]:
+    """The database at its newest schema, no JSON-era metadata left unimported, and the
+    configured admin account; the database closes with the app."""
     registry = app[SERVICES]
-    auth = registry.settings.auth
-    if auth.enabled and auth.admin_user and auth.admin_password:
-        await registry.hub.users.ensure_admin(auth.admin_user, auth.admin_password)
+    try:
+        await registry.database.migrate()
+        await refuse_unimported_metadata(registry.storage, registry.database)
+        auth = registry.settings.auth
+        if auth.enabled and auth.admin_user and auth.admin_password:
+            await registry.hub.users.ensure_admin(auth.admin_user, auth.admin_password)
+        yield
+    finally:
+        await registry.database.close()
 
 
 async def _close_storage(app: web.Application) -> None:

@@ -7,9 +7,8 @@ import math
 from aiohttp import web
 
 from ..core.hub.models import User
-from ..core.hub.permissions import can_pull
+from ..core.hub.permissions import audience
 from ..core.hub.scopes import InvalidToken
-from ..core.hub.search import Entry
 from .admin import caller
 from .context import services
 
@@ -46,11 +45,8 @@ async def search(request: web.Request) -> web.Response:
     page_size = _positive(request, "n", 25, MAX_PAGE_SIZE)
     page = _positive(request, "page", 1, 10**6)
     user = await _searcher(request)
-
-    async def visible(entry: Entry) -> bool:
-        return registry.signer is None or await can_pull(registry.hub, user, entry.name)
-
-    found = await registry.hub.search.search(query, page=page, page_size=page_size, visible=visible)
+    seen_by = await audience(registry.hub, user, auth_enabled=registry.signer is not None)
+    found = await registry.hub.search.search(query, page=page, page_size=page_size, audience=seen_by)
     return web.json_response(
         {
             "query": query,
@@ -62,7 +58,8 @@ async def search(request: web.Request) -> web.Response:
                 {
                     "name": entry.name,
                     "description": entry.description,
-                    "star_count": entry.stars,
+                    "star_count": entry.star_count,
+                    "pull_count": entry.pull_count,
                     "is_official": "/" not in entry.name,
                     "is_automated": False,
                 }

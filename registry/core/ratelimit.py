@@ -1,9 +1,9 @@
 """Sliding-window limits: pulls per client in Docker Hub's shape, and failed sign-ins.
 
 Counts manifest GETs per client (the authenticated user, else the remote address) in a
-sliding window and answers 429 TOOMANYREQUESTS with `Retry-After` past the limit. Each
-process counts on its own: with N replicas behind a balancer a client gets up to N times
-the limit, which bounds abuse without a shared counter service.
+sliding window and answers 429 TOOMANYREQUESTS with `Retry-After` past the limit. The counts
+live in the metadata database, so N replicas behind a balancer allow the limit once, not N
+times. Sign-ins that are still running are counted per process (`SignInGate.in_flight`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-T = TypeVar("T")
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-MAX_TRACKED_CLIENTS = 100_000
+from .metadata import Database
+from .metadata.schema import rate_events
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,47 +39,56 @@ class Decision:
 
 
 class SlidingWindowLimiter:
-    """At most `limit` events per key in any `window` seconds."""
+    """At most `limit` events per key in any `window` seconds, counted in the metadata database
+    (`rate_events`), so every replica of a deployment draws on one allowance. Checking and
+    counting happen in one transaction under a lock on the key (PostgreSQL: an advisory lock;
+    SQLite: writers are serial), so concurrent requests never both take the last slot."""
 
-    def __init__(self, limit: int, window: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, database: Database, scope: str, limit: int, window: int, clock: Callable[[], float] = time.time) -> None:
+        self.database = database
+        self.scope = scope
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        events = self._events.get(key)
-        if events is None:
-            if len(self._events) >= MAX_TRACKED_CLIENTS:
-                self._forget_idle(now)
-            events = self._events[key] = deque()
-        while events and events[0] <= now - self.window:
-            events.popleft()
-        return events
+    def _key(self, key: str) -> str:
+        return f"{self.scope}:{key}"[:300]
 
-    def peek(self, key: str) -> Decision:
+    async def _decide(self, connection: AsyncConnection, key: str, now: float) -> Decision:
+        recent = (rate_events.c.key == key, rate_events.c.at > now - self.window)
+        count, oldest = (await connection.execute(select(func.count(), func.min(rate_events.c.at)).where(*recent))).one()
+        if count >= self.limit:
+            return Decision(False, 0, max(1, math.ceil(oldest + self.window - now)))
+        return Decision(True, self.limit - count, 0)
+
+    async def peek(self, key: str) -> Decision:
         """Whether one more event would be allowed, without counting one."""
-        now = self._clock()
-        events = self._recent(key, now)
-        if len(events) >= self.limit:
-            return Decision(False, 0, max(1, math.ceil(events[0] + self.window - now)))
-        return Decision(True, self.limit - len(events), 0)
+        key, now = self._key(key), self._clock()
+        async with self.database.read() as connection:
+            return await self._decide(connection, key, now)
 
-    def record(self, key: str) -> None:
-        now = self._clock()
-        self._recent(key, now).append(now)
+    async def record(self, key: str) -> None:
+        async with self.database.write() as connection:
+            await connection.execute(rate_events.insert().values(key=self._key(key), at=self._clock()))
 
-    def check(self, key: str) -> Decision:
+    async def check(self, key: str) -> Decision:
         """Count one event for `key` if it is within the limit."""
-        decision = self.peek(key)
-        if decision.allowed:
-            self.record(key)
-            decision = Decision(True, decision.remaining - 1, 0)
+        key, now = self._key(key), self._clock()
+        async with self.database.write() as connection:
+            await self.database.lock(connection, key)
+            await connection.execute(delete(rate_events).where(rate_events.c.key == key, rate_events.c.at <= now - self.window))
+            decision = await self._decide(connection, key, now)
+            if decision.allowed:
+                await connection.execute(rate_events.insert().values(key=key, at=now))
+                decision = Decision(True, decision.remaining - 1, 0)
         return decision
 
-    def _forget_idle(self, now: float) -> None:
-        for key in [k for k, events in self._events.items() if not events or events[-1] <= now - self.window]:
-            del self._events[key]
+    async def prune(self) -> int:
+        """Forget events older than the window, of every key (idle clients included)."""
+        async with self.database.write() as connection:
+            expired = (rate_events.c.key.startswith(f"{self.scope}:"), rate_events.c.at <= self._clock() - self.window)
+            removed = await connection.execute(delete(rate_events).where(*expired))
+            return removed.rowcount
 
 
 class Throttled(Exception):
@@ -102,7 +115,7 @@ class SignInGate:
     async def attempt(self, key: str, check: Callable[[], Awaitable[T | None]]) -> T | None:
         async with self.changed:
             while True:
-                decision = self.failures.peek(key)
+                decision = await self.failures.peek(key)
                 if not decision.allowed:
                     raise Throttled(decision.retry_after)
                 if decision.remaining > self.in_flight[key]:
@@ -118,6 +131,6 @@ class SignInGate:
                 if self.in_flight[key] <= 0:
                     del self.in_flight[key]
                 if user is None:
-                    self.failures.record(key)
+                    await self.failures.record(key)
                 self.changed.notify_all()
         return user

@@ -1,4 +1,5 @@
-"""The registry's domain services, built once per app over one storage backend."""
+"""The registry's domain services, built once per app over one storage backend (content) and
+one metadata database (the Hub)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from storage_backends import StorageBackend
 from ..config import RegistryOptions, Settings
 from .blobs import Blobs
 from .hub import Hub
+from .hub.activity import Activity
 from .hub.webhooks import Webhooks
 from .manifests import Manifests
+from .metadata import Database
 from .ratelimit import SignInGate, SlidingWindowLimiter
 from .repositories import Repositories
 from .uploads import Uploads
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 @dataclass
 class Services:
     storage: StorageBackend
+    database: Database
     settings: Settings
     repositories: Repositories
     blobs: Blobs
@@ -34,14 +38,15 @@ class Services:
     pull_limiter: SlidingWindowLimiter | None
     sign_in_gate: SignInGate
     webhooks: Webhooks
+    activity: Activity
 
     @property
     def options(self) -> RegistryOptions:
         return self.settings.registry
 
     @classmethod
-    def over(cls, storage: StorageBackend, settings: Settings) -> Services:
-        hub = Hub.over(storage, settings.auth.default_visibility)
+    def over(cls, storage: StorageBackend, database: Database, settings: Settings) -> Services:
+        hub = Hub.over(database, settings.auth.default_visibility)
         repositories = Repositories(storage, on_created=hub.repositories.ensure)
         blobs = Blobs(storage, repositories)
         auth = settings.auth
@@ -51,10 +56,13 @@ class Services:
 
             signer = TokenSigner.from_file(auth.token_key_file, issuer=auth.issuer, service=auth.service, ttl=auth.token_ttl)
         manifests = Manifests(storage, blobs, repositories)
-        webhooks = Webhooks(storage, allow_private_networks=settings.webhooks.allow_private_networks)
-        manifests.listeners.append(webhooks.notify)
+        webhooks = Webhooks(database, allow_private_networks=settings.webhooks.allow_private_networks)
+        activity = Activity(database, settings.metadata.activity_interval)
+        manifests.listeners.extend([webhooks.notify, activity.notify])
+        limit = auth.rate_limit
         return cls(
             storage=storage,
+            database=database,
             settings=settings,
             repositories=repositories,
             blobs=blobs,
@@ -62,7 +70,8 @@ class Services:
             manifests=manifests,
             hub=hub,
             signer=signer,
-            sign_in_gate=SignInGate(SlidingWindowLimiter(auth.sign_in_failures, auth.sign_in_window)),
-            pull_limiter=SlidingWindowLimiter(auth.rate_limit.pulls, auth.rate_limit.window) if auth.rate_limit.enabled else None,
+            sign_in_gate=SignInGate(SlidingWindowLimiter(database, "sign-in", auth.sign_in_failures, auth.sign_in_window)),
+            pull_limiter=SlidingWindowLimiter(database, "pulls", limit.pulls, limit.window) if limit.enabled else None,
             webhooks=webhooks,
+            activity=activity,
         )

@@ -29,7 +29,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = Reference.lookup(request.match_info["reference"])
-    limit_headers = _count_pull(request)
+    limit_headers = await _count_pull(request)
     manifest = await services(request).manifests.get(name, reference, with_body=request.method != "HEAD")
     if not acceptable(manifest.media_type, request.headers.getall("Accept", [])):
         raise ManifestUnknown(
@@ -44,16 +44,17 @@ async def get_manifest(request: web.Request) -> web.Response:
     }
     if request.method == "HEAD":
         return web.Response(status=200, headers=headers)
+    services(request).activity.pulled(name, reference.tag)
     return web.Response(status=200, body=manifest.body, headers={**headers, **limit_headers})
 
 
-def _count_pull(request: web.Request) -> dict[str, str]:
+async def _count_pull(request: web.Request) -> dict[str, str]:
     """Docker Hub counts manifest GETs (not HEADs) as pulls."""
     limiter = services(request).pull_limiter
     if limiter is None or request.method != "GET":
         return {}
     client = auth_context(request).subject or request.remote or "unknown"
-    decision = limiter.check(client)
+    decision = await limiter.check(client)
     headers = decision.headers(limiter.limit, limiter.window)
     if not decision.allowed:
         raise TooManyRequests(

@@ -86,6 +86,15 @@ def command(words: list[str] | None) -> str:
     return " ".join(word if word and not any(c in word for c in " \t\"'\\$") else repr(word) for word in words)
 
 
+def count(value: int) -> str:
+    """A count as Docker Hub prints pulls: 999, 1.2K, 10K, 3.4M."""
+    for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
+        if value >= limit:
+            shown = value / limit
+            return f"{shown:.1f}".removesuffix(".0") + suffix if shown < 10 else f"{int(shown)}{suffix}"
+    return str(value)
+
+
 ENVIRONMENT = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=True,
@@ -94,7 +103,8 @@ ENVIRONMENT = Environment(
     lstrip_blocks=True,
 )
 ENVIRONMENT.filters.update(
-    size=human_size, timestamp=timestamp, iso=iso, ago=ago, short_digest=short_digest, created=created_time, command=command
+    size=human_size, timestamp=timestamp, iso=iso, ago=ago, short_digest=short_digest, created=created_time, command=command,
+    count=count,
 )
 
 

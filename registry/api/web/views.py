@@ -25,8 +25,7 @@ from ocispec.names import InvalidName, InvalidTag, validate_repository, validate
 
 from ...core.errors import RegistryError
 from ...core.hub.models import RepositorySettings, User, Visibility
-from ...core.hub.permissions import repository_actions
-from ...core.hub.search import Entry
+from ...core.hub.permissions import audience, repository_actions
 from ...core.manifests import Reference
 from ...core.services import Services
 
@@ -100,6 +99,7 @@ class RepositorySummary:
     stars: int
     visibility: Visibility | None
     """None when the repository has no Hub settings (pushed before the Hub existed)."""
+    pulls: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class BrowsePage:
 def _summary(name: str, settings: RepositorySettings | None) -> RepositorySummary:
     if settings is None:
         return RepositorySummary(name, "", 0, None)
-    return RepositorySummary(name, settings.description, len(settings.stars), settings.visibility)
+    return RepositorySummary(name, settings.description, settings.star_count, settings.visibility, settings.pull_count)
 
 
 async def browse(services: Services, viewer: Viewer, after: str | None, limit: int = REPOSITORIES_PER_PAGE) -> BrowsePage:
@@ -122,8 +122,8 @@ async def browse(services: Services, viewer: Viewer, after: str | None, limit: i
         return await _can_pull(services, viewer, name)
 
     page = await services.repositories.catalog(limit, after, visible=visible)
-    settings = await _bounded(services.hub.repositories.get(name) for name in page.items)
-    summaries = [_summary(name, record) for name, record in zip(page.items, settings)]
+    settings = await services.hub.repositories.many(page.items)
+    summaries = [_summary(name, settings.get(name)) for name in page.items]
     return BrowsePage(summaries, page.items[-1] if page.more and page.items else None)
 
 
@@ -139,14 +139,9 @@ class SearchResults:
 async def search(services: Services, viewer: Viewer, query: str, page: int, page_size: int = SEARCH_PAGE_SIZE) -> SearchResults:
     """The search index, ranked and filtered exactly as `/v1/search` does it."""
 
-    async def visible(entry: Entry) -> bool:
-        return await _can_pull(services, viewer, entry.name)
-
-    found = await services.hub.search.search(query, page=page, page_size=page_size, visible=visible)
-    results = [
-        RepositorySummary(entry.name, entry.description, entry.stars, "public" if entry.public else "private")
-        for entry in found.results
-    ]
+    seen_by = await audience(services.hub, viewer.user, auth_enabled=viewer.auth_enabled)
+    found = await services.hub.search.search(query, page=page, page_size=page_size, audience=seen_by)
+    results = [_summary(entry.name, entry) for entry in found.results]
     return SearchResults(query, found.total, page, max(1, math.ceil(found.total / page_size)), results)
 
 
@@ -388,8 +383,5 @@ async def update_settings(services: Services, viewer: Viewer, name: str, descrip
     description = description.replace("\r\n", "\n")
     if len(description) > MAX_DESCRIPTION:
         raise InvalidInput(f"the description is longer than {MAX_DESCRIPTION} characters")
-    settings = await services.hub.repositories.ensure(view.name)
-    settings.description = description
-    settings.visibility = visibility  # type: ignore[assignment]  # checked above
-    await services.hub.repositories.save(settings)
+    await services.hub.repositories.update(view.name, description=description, visibility=visibility)
 

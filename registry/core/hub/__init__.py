@@ -1,15 +1,13 @@
 """The Hub around the registry: users, tokens, organizations, repository settings and stars,
-search, permissions and webhooks, each kept by its own store over the storage backend."""
+search, permissions and webhooks, each a store over the metadata database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage_backends import StorageBackend
-
+from ..metadata import Database
 from .models import Visibility
 from .organizations import Organizations
-from .records import Records
 from .repository_settings import RepositorySettingsStore
 from .search import SearchIndex
 from .tokens import Tokens
@@ -18,6 +16,7 @@ from .users import Users
 
 @dataclass
 class Hub:
+    database: Database
     users: Users
     tokens: Tokens
     organizations: Organizations
@@ -25,14 +24,13 @@ class Hub:
     search: SearchIndex
 
     @classmethod
-    def over(cls, storage: StorageBackend, default_visibility: Visibility = "private") -> Hub:
-        records = Records(storage)
-        tokens = Tokens(records)
-        search = SearchIndex(storage)
+    def over(cls, database: Database, default_visibility: Visibility = "private") -> Hub:
+        tokens = Tokens(database)
         return cls(
-            users=Users(records, tokens),
+            database=database,
+            users=Users(database, tokens),
             tokens=tokens,
-            organizations=Organizations(records),
-            repositories=RepositorySettingsStore(records, search, default_visibility),
-            search=search,
+            organizations=Organizations(database),
+            repositories=RepositorySettingsStore(database, default_visibility),
+            search=SearchIndex(database),
         )

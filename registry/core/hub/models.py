@@ -1,4 +1,4 @@
-"""Hub records as stored (JSON) and exchanged over the admin API."""
+"""Hub records as the metadata database holds them and the admin API exchanges them."""
 
 from __future__ import annotations
 
@@ -57,9 +57,13 @@ class RepositorySettings(BaseModel):
     name: str
     visibility: Visibility = "private"
     description: str = ""
-    stars: list[str] = []
-    created: float = Field(default_factory=time.time)
+    full_description: str = ""
+    star_count: int = 0
+    pull_count: int = 0
+    last_pulled: float | None = None
+    push_count: int = 0
     pushed: float | None = None
+    created: float = Field(default_factory=time.time)
 
 
 class Webhook(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .models import User
+from .search import Audience
 
 if TYPE_CHECKING:
     from . import Hub
@@ -50,3 +51,12 @@ async def repository_actions(hub: Hub, user: User | None, repository: str) -> fr
 
 async def can_pull(hub: Hub, user: User | None, repository: str) -> bool:
     return "pull" in await repository_actions(hub, user, repository)
+
+
+async def audience(hub: Hub, user: User | None, *, auth_enabled: bool = True) -> Audience:
+    """What `user` may find by search or browsing: the same rule as `repository_actions`' pull."""
+    if not auth_enabled or (user is not None and user.admin):
+        return Audience(everything=True)
+    if user is None:
+        return Audience()
+    return Audience(namespaces=frozenset([user.name, *await hub.organizations.of_member(user.name)]))

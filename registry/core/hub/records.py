@@ -1,49 +1,21 @@
-"""Hub records kept as JSON objects in the storage backend, one object per record."""
+"""What the Hub's stores share: SHA-256 of secrets, account names, and the one way an account
+(user or organization, one namespace) is created."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import TypeVar
 
-from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage_backends import ObjectNotFound, StorageBackend
-
-from .. import layout
+from ..metadata import Database
+from ..metadata.schema import accounts
+from .errors import Conflict
 from .models import validate_account_name
-
-Model = TypeVar("Model", bound=BaseModel)
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Records:
-    def __init__(self, storage: StorageBackend) -> None:
-        self.storage = storage
-
-    async def load(self, key: str, model: type[Model]) -> Model | None:
-        try:
-            return model.model_validate_json(await self.storage.get_bytes(key))
-        except ObjectNotFound:
-            return None
-
-    async def save(self, key: str, record: BaseModel) -> None:
-        await self.storage.put_bytes(key, record.model_dump_json().encode())
-
-    async def account(self, kind: str, name: str, model: type[Model]) -> Model | None:
-        """A user (`kind` "users") or organization ("orgs"); None for a name no account can have,
-        so no name ever becomes a storage path."""
-        if not is_account_name(name):
-            return None
-        return await self.load(layout.hub_account(kind, name), model)
-
-    async def name_taken(self, name: str) -> bool:
-        """Users and organizations share one namespace."""
-        return await self.storage.exists(layout.hub_account("users", name)) or await self.storage.exists(
-            layout.hub_account("orgs", name)
-        )
 
 
 def is_account_name(name: str) -> bool:
@@ -52,3 +24,14 @@ def is_account_name(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def create_account(database: Database, connection: AsyncConnection, name: str, **values: object) -> None:
+    """Insert an account; the primary key is what keeps a name to one user or organization."""
+    inserted = await connection.execute(database.insert(accounts).values(name=name, **values).on_conflict_do_nothing())
+    if inserted.rowcount == 0:
+        raise Conflict(f"the name {name!r} is taken")
+
+
+async def account_kind(connection: AsyncConnection, name: str) -> str | None:
+    return (await connection.execute(select(accounts.c.kind).where(accounts.c.name == name))).scalar()

@@ -1,50 +1,105 @@
-"""Each repository's Hub settings (visibility, description) and stars, kept beside its content
-at `repositories/<name>/_settings.json` (a name may be 255 characters, too long for any suffix
-in one file name); every change also updates the search index."""
+"""Each repository's Hub settings (visibility, descriptions), stars and activity counts, one row
+per repository in the `repositories` table (which the search index follows), stars one row per
+user in `stars`. Every change is a single-row statement: concurrent changes from any replica
+never overwrite each other."""
 
 from __future__ import annotations
 
-import asyncio
+import time
+from typing import Any
 
-from .. import layout
-from ..layout import CATALOG, catalog_name
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..metadata import Database
+from ..metadata.schema import repositories, stars
+from .errors import NotFound
 from .models import RepositorySettings, Visibility
-from .records import Records
-from .search import SearchIndex
+
+SETTINGS_COLUMNS = frozenset({"visibility", "description", "full_description"})
+
+
+def settings_of(row: RowMapping) -> RepositorySettings:
+    return RepositorySettings.model_construct(**{name: row[name] for name in RepositorySettings.model_fields})
+
+
+def new_row(name: str, visibility: Visibility, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The columns of a repository seen for the first time (`values` override the defaults)."""
+    return {
+        "name": name,
+        "namespace": name.split("/", 1)[0] if "/" in name else None,
+        "short_name": name.rsplit("/", 1)[-1],
+        "visibility": visibility,
+        "created": time.time(),
+    } | (values or {})
 
 
 class RepositorySettingsStore:
-    def __init__(self, records: Records, search: SearchIndex, default_visibility: Visibility = "private") -> None:
-        self.records = records
-        self.search = search
+    def __init__(self, database: Database, default_visibility: Visibility = "private") -> None:
+        self.database = database
         self.default_visibility = default_visibility
 
     async def get(self, name: str) -> RepositorySettings | None:
-        return await self.records.load(layout.repository_settings(name), RepositorySettings)
+        async with self.database.read() as connection:
+            return await _load(connection, name)
 
-    async def save(self, settings: RepositorySettings) -> None:
-        await self.records.save(layout.repository_settings(settings.name), settings)
-        await self.search.update(settings)
+    async def many(self, names: list[str]) -> dict[str, RepositorySettings]:
+        """Settings of each named repository that has them, in one query."""
+        if not names:
+            return {}
+        async with self.database.read() as connection:
+            rows = (await connection.execute(select(repositories).where(repositories.c.name.in_(names)))).mappings()
+            return {row["name"]: settings_of(row) for row in rows}
 
     async def ensure(self, name: str) -> RepositorySettings:
         """Settings of a repository, created with the default visibility on first push."""
-        settings = await self.get(name)
+        async with self.database.write() as connection:
+            await connection.execute(self.database.insert(repositories).values(new_row(name, self.default_visibility)).on_conflict_do_nothing())
+            settings = await _load(connection, name)
+        assert settings is not None
+        return settings
+
+    async def update(self, name: str, **changes: Any) -> RepositorySettings:
+        """Change some of visibility, description, full_description (and only those columns),
+        creating the repository's settings when it has none yet."""
+        unknown = set(changes) - SETTINGS_COLUMNS
+        if unknown:
+            raise TypeError(f"not repository settings: {sorted(unknown)}")
+        async with self.database.write() as connection:
+            values = {key: value for key, value in changes.items() if value is not None}
+            await connection.execute(
+                self.database.insert(repositories)
+                .values(new_row(name, self.default_visibility, values))
+                .on_conflict_do_update(index_elements=[repositories.c.name], set_=values or {"name": name})
+            )
+            settings = await _load(connection, name)
+        assert settings is not None
+        return settings
+
+    async def star(self, name: str, user: str, starred: bool) -> RepositorySettings:
+        """`user` stars (or un-stars) the repository; the count moves only when a star row came or went."""
+        async with self.database.write() as connection:
+            if starred:
+                changed = await connection.execute(
+                    self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing()
+                )
+            else:
+                changed = await connection.execute(delete(stars).where(stars.c.repository == name, stars.c.user == user))
+            if changed.rowcount:
+                step = 1 if starred else -1
+                await connection.execute(update(repositories).where(repositories.c.name == name).values(star_count=repositories.c.star_count + step))
+            settings = await _load(connection, name)
         if settings is None:
-            settings = RepositorySettings(name=name, visibility=self.default_visibility)
-            await self.save(settings)
+            raise NotFound(f"no repository {name!r}")
         return settings
 
-    async def star(self, settings: RepositorySettings, user: str, starred: bool) -> RepositorySettings:
-        """`user` stars (or un-stars) the repository."""
-        if starred and user not in settings.stars:
-            settings.stars.append(user)
-        elif not starred and user in settings.stars:
-            settings.stars.remove(user)
-        await self.save(settings)
-        return settings
+    async def starred(self, name: str, user: str) -> bool:
+        async with self.database.read() as connection:
+            found = await connection.execute(select(stars.c.user).where(stars.c.repository == name, stars.c.user == user))
+            return found.first() is not None
 
-    async def all(self) -> list[RepositorySettings]:
-        """Settings of every repository in the catalog (for re-indexing; walks them all)."""
-        names = [catalog_name(key) for key in await self.records.storage.list(CATALOG)]
-        records = await asyncio.gather(*(self.get(name) for name in names))
-        return [record for record in records if record is not None]
+
+async def _load(connection: AsyncConnection, name: str) -> RepositorySettings | None:
+    row = (await connection.execute(select(repositories).where(repositories.c.name == name))).mappings().first()
+    return settings_of(row) if row else None

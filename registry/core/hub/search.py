@@ -1,126 +1,96 @@
-"""Repository search: one index object in storage, cached per process, ranked per query.
+"""Repository search in the metadata database, ranked as Docker Hub ranks names.
 
-The index (`hub/search/index.json`) holds name, description, stars and visibility of every
-repository. Each write also replaces `hub/search/version` with a fresh random value; readers
-keep the parsed index and reload it only when that value changed, so a query costs one tiny
-read plus an in-memory scan — never a walk of the repositories (S3's one-second modification
-times could hide a change, a random version cannot). Writers re-read after writing and retry
-when another replica's concurrent write dropped their entry; `rebuild()` (CLI:
-`dockyard-registry search reindex`) recomputes the index from the repository settings.
+Lower rank is better: 0 the name or its last component is the query, 1 either starts with it,
+2 the name contains it, 3 only the description does; ties go to more stars, then the name.
+Substring matching is indexed: SQLite through an FTS5 trigram table the schema's triggers keep
+in step with `repositories`, PostgreSQL through pg_trgm GIN indexes on the name and the
+lower-cased description. What a searcher may see is part of the query (`Audience`), so the
+counts and pages are right without loading anything else.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from storage_backends import ObjectNotFound, StorageBackend
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, literal_column, or_, select, text, true
 
-from .. import layout
+from ..metadata import Database
+from ..metadata.schema import repositories
 from .models import RepositorySettings
+from .repository_settings import settings_of
 
-INDEX_KEY = layout.SEARCH_INDEX
-VERSION_KEY = layout.SEARCH_VERSION
-WRITE_ATTEMPTS = 3
-log = logging.getLogger("dockyard.search")
+FTS_MINIMUM = 3
+"""Trigram indexes find substrings of at least three characters; shorter queries scan."""
 
 
 @dataclass(frozen=True)
-class Entry:
-    name: str
-    description: str
-    stars: int
-    public: bool
+class Audience:
+    """The repositories a searcher may see: all of them, or the public ones plus every one in
+    `namespaces` (their own and their organizations')."""
 
-    @classmethod
-    def of(cls, settings: RepositorySettings) -> Entry:
-        return cls(settings.name, settings.description, len(settings.stars), settings.visibility == "public")
+    everything: bool = False
+    namespaces: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class SearchPage:
     total: int
-    results: list[Entry]
+    results: list[RepositorySettings]
 
 
-def rank(entry: Entry, query: str) -> int | None:
-    """Lower is better; None when the entry does not match."""
-    name = entry.name
-    short = name.rsplit("/", 1)[-1]
-    if not query:
-        return 4
-    if query in (name, short):
-        return 0
-    if name.startswith(query) or short.startswith(query):
-        return 1
-    if query in name:
-        return 2
-    if query in entry.description.lower():
-        return 3
-    return None
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class SearchIndex:
-    def __init__(self, storage: StorageBackend) -> None:
-        self.storage = storage
-        self._entries: dict[str, Entry] = {}
-        self._version: bytes | None = None
-        self._lock = asyncio.Lock()
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-    async def _current(self) -> dict[str, Entry]:
-        try:
-            version = await self.storage.get_bytes(VERSION_KEY)
-        except ObjectNotFound:
-            version = b""
-        if version != self._version:
-            try:
-                document = json.loads(await self.storage.get_bytes(INDEX_KEY))
-            except ObjectNotFound:
-                document = {"repositories": []}
-            self._entries = {item["name"]: Entry(**item) for item in document["repositories"]}
-            self._version = version
-        return self._entries
+    def _matching(self, query: str) -> ColumnElement[bool]:
+        if not query:
+            return true()
+        contains = f"%{_like(query)}%"
+        if self.database.dialect == "sqlite" and len(query) >= FTS_MINIMUM:
+            phrase = '"' + query.replace('"', '""') + '"'
+            fts = text("repository_search MATCH :phrase").bindparams(phrase=phrase)
+            matched: Select[Any] = select(literal_column("rowid")).select_from(text("repository_search")).where(fts)
+            return literal_column("repositories.rowid").in_(matched)
+        return or_(repositories.c.name.like(contains, escape="\\"), func.lower(repositories.c.description).like(contains, escape="\\"))
 
-    async def _write(self, entries: dict[str, Entry]) -> None:
-        document = {"repositories": [entry.__dict__ for entry in sorted(entries.values(), key=lambda e: e.name)]}
-        await self.storage.put_bytes(INDEX_KEY, json.dumps(document, separators=(",", ":")).encode())
-        await self.storage.put_bytes(VERSION_KEY, secrets.token_hex(16).encode())
-        self._version = None
+    @staticmethod
+    def _visible(audience: Audience) -> ColumnElement[bool]:
+        if audience.everything:
+            return true()
+        own = repositories.c.namespace.in_(sorted(audience.namespaces)) if audience.namespaces else false()
+        return or_(repositories.c.visibility == "public", own)
 
-    async def update(self, settings: RepositorySettings) -> None:
-        entry = Entry.of(settings)
-        async with self._lock:
-            for _attempt in range(WRITE_ATTEMPTS):
-                entries = dict(await self._current())
-                entries[settings.name] = entry
-                await self._write(entries)
-                if (await self._current()).get(settings.name) == entry:
-                    return
-            log.warning("search index entry of %s lost to concurrent writers; run `search reindex`", settings.name)
+    @staticmethod
+    def _rank(query: str) -> ColumnElement[int]:
+        if not query:
+            return literal(4)
+        starts = f"{_like(query)}%"
+        contains = f"%{starts}"
+        name, short = repositories.c.name, repositories.c.short_name
+        return case(
+            (or_(name == query, short == query), 0),
+            (or_(name.like(starts, escape="\\"), short.like(starts, escape="\\")), 1),
+            (name.like(contains, escape="\\"), 2),
+            else_=3,
+        )
 
-    async def remove(self, name: str) -> None:
-        async with self._lock:
-            entries = dict(await self._current())
-            if entries.pop(name, None) is not None:
-                await self._write(entries)
-
-    async def rebuild(self, settings: list[RepositorySettings]) -> None:
-        async with self._lock:
-            await self._write({item.name: Entry.of(item) for item in settings})
-
-    async def search(
-        self, query: str, *, page: int, page_size: int, visible: Callable[[Entry], Awaitable[bool]]
-    ) -> SearchPage:
+    async def search(self, query: str, *, page: int, page_size: int, audience: Audience) -> SearchPage:
         query = query.strip().lower()
-        ranked: list[tuple[int, int, str, Entry]] = []
-        for entry in (await self._current()).values():
-            score = rank(entry, query)
-            if score is not None and (entry.public or await visible(entry)):
-                ranked.append((score, -entry.stars, entry.name, entry))
-        ranked.sort(key=lambda item: item[:3])
-        start = (page - 1) * page_size
-        return SearchPage(len(ranked), [item[3] for item in ranked[start : start + page_size]])
+        where = and_(self._matching(query), self._visible(audience))
+        rank = self._rank(query).label("rank")
+        listing = (
+            select(repositories, rank)
+            .where(where)
+            .order_by(rank, repositories.c.star_count.desc(), repositories.c.name)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        async with self.database.read() as connection:
+            total = (await connection.execute(select(func.count()).select_from(repositories).where(where))).scalar_one()
+            rows = (await connection.execute(listing)).mappings().all()
+        return SearchPage(total, [settings_of(row) for row in rows])

@@ -1,63 +1,83 @@
 """Personal access tokens, refresh tokens, and web sessions ended by signing out.
 
-Access tokens (`dkp_<id>_<secret>`) are kept as the SHA-256 of their secret at
-`hub/tokens/<user>/<id>.json`. A refresh token (OAuth2 offline token) is kept at
-`hub/refresh/<sha256 of token>.json`, bound to the password hash (and access token) it was
-issued with, so it dies with a password change or that token's revocation.
+Access tokens (`dkp_<id>_<secret>`) are kept as the SHA-256 of their secret. A refresh token
+(OAuth2 offline token) is kept as its SHA-256, bound to the password hash (and access token)
+it was issued with, so it dies with a password change or that token's revocation. Every check
+reads the database, so a revocation holds on every replica at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import json
 import secrets
+import time
 
-from storage_backends import ObjectNotFound
+from sqlalchemy import delete, select, update
 
-from .. import layout
+from ..metadata import Database
+from ..metadata.schema import access_tokens, accounts, ended_sessions, refresh_tokens
 from .errors import NotFound
 from .models import AccessToken, User
-from .records import Records, sha256
+from .records import sha256
 
 TOKEN_PREFIX = "dkp_"
+LAST_USED_RESOLUTION = 60.0
+"""Seconds: a token's `last_used` is rewritten at most this often (not on every request)."""
 
 
 class Tokens:
-    def __init__(self, records: Records) -> None:
-        self.records = records
-        self.storage = records.storage
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     # -- personal access tokens ----------------------------------------------------------------
     async def create(self, user: str, name: str) -> tuple[AccessToken, str]:
         """A new token of an existing user: its record, and the secret (shown once)."""
-        if await self.records.account("users", user, User) is None:
-            raise NotFound(f"no user {user!r}")
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         record = AccessToken(id=token_id, user=user, name=name, secret_hash=sha256(secret))
-        await self.records.save(layout.hub_token(user, token_id), record)
+        async with self.database.write() as connection:
+            kind = (await connection.execute(select(accounts.c.kind).where(accounts.c.name == user))).scalar()
+            if kind != "user":
+                raise NotFound(f"no user {user!r}")
+            await connection.execute(access_tokens.insert().values(record.model_dump()))
         return record, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
     async def of(self, user: str) -> list[AccessToken]:
-        names = await self.storage.list(layout.hub_tokens(user))
-        records = await asyncio.gather(*(self.records.load(f"{layout.hub_tokens(user)}/{name}", AccessToken) for name in names))
-        return [record for record in records if record is not None]
+        async with self.database.read() as connection:
+            rows = (await connection.execute(select(access_tokens).where(access_tokens.c.user == user).order_by(access_tokens.c.created))).mappings()
+            return [AccessToken.model_construct(**row) for row in rows]
 
     async def exists(self, user: str, token_id: str) -> bool:
-        return token_id.isalnum() and await self.storage.exists(layout.hub_token(user, token_id))
+        async with self.database.read() as connection:
+            found = await connection.execute(select(access_tokens.c.id).where(access_tokens.c.user == user, access_tokens.c.id == token_id))
+            return found.first() is not None
 
     async def revoke(self, user: str, token_id: str) -> None:
-        if not token_id.isalnum() or not await self.storage.delete(layout.hub_token(user, token_id)):
-            raise NotFound(f"user {user!r} has no token {token_id!r}")
+        async with self.database.write() as connection:
+            removed = await connection.execute(delete(access_tokens).where(access_tokens.c.user == user, access_tokens.c.id == token_id))
+            if removed.rowcount == 0:
+                raise NotFound(f"user {user!r} has no token {token_id!r}")
+            # refresh tokens issued for it die with it
+            await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.access_token == token_id))
 
     async def matches(self, user: str, presented: str) -> bool:
         """`presented` is a live access token of `user` (one lookup, whether or not the user exists)."""
         token_id, _, secret = presented.removeprefix(TOKEN_PREFIX).partition("_")
         if not token_id.isalnum() or not secret:
             return False
-        record = await self.records.load(layout.hub_token(user, token_id), AccessToken)
-        return record is not None and hmac.compare_digest(record.secret_hash, sha256(secret))
+        async with self.database.read() as connection:
+            row = (
+                await connection.execute(
+                    select(access_tokens.c.secret_hash, access_tokens.c.last_used).where(access_tokens.c.user == user, access_tokens.c.id == token_id)
+                )
+            ).first()
+        if row is None or not hmac.compare_digest(row.secret_hash, sha256(secret)):
+            return False
+        now = time.time()
+        if row.last_used is None or row.last_used < now - LAST_USED_RESOLUTION:
+            async with self.database.write() as connection:
+                await connection.execute(update(access_tokens).where(access_tokens.c.id == token_id).values(last_used=now))
+        return True
 
     # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
     async def create_refresh(self, user: User, signed_in_with: str) -> str:
@@ -65,34 +85,51 @@ class Tokens:
         a personal access token): it stops working when the password changes or that access
         token is revoked."""
         token = secrets.token_urlsafe(32)
-        record = {"user": user.name, "password": sha256(user.password_hash), "token_id": token_id_of(signed_in_with)}
-        await self.storage.put_bytes(layout.hub_refresh_token(sha256(token)), json.dumps(record).encode())
+        async with self.database.write() as connection:
+            await connection.execute(
+                refresh_tokens.insert().values(
+                    token_hash=sha256(token), user=user.name, password=sha256(user.password_hash),
+                    access_token=token_id_of(signed_in_with), created=time.time(),
+                )
+            )  # fmt: skip
         return token
 
     async def refresh_user(self, token: str) -> User | None:
         """The user a refresh token still speaks for; None (and the token forgotten) otherwise."""
-        key = layout.hub_refresh_token(sha256(token))
-        try:
-            record = json.loads(await self.storage.get_bytes(key))
-        except ObjectNotFound:
+        key = sha256(token)
+        async with self.database.read() as connection:
+            row = (
+                await connection.execute(
+                    select(refresh_tokens, accounts.c.password_hash, accounts.c.admin, accounts.c.created.label("user_created"))
+                    .join(accounts, accounts.c.name == refresh_tokens.c.user)
+                    .where(refresh_tokens.c.token_hash == key)
+                )
+            ).mappings().first()
+            live_access_token = row is not None and (
+                row["access_token"] is None
+                or (await connection.execute(select(access_tokens.c.id).where(access_tokens.c.id == row["access_token"]))).first() is not None
+            )
+        if row is None:
             return None
-        user = await self.records.account("users", record["user"], User)
-        if user is None or record.get("password") != sha256(user.password_hash):
-            await self.storage.delete(key)  # issued before the password changed (or the user went)
+        if row["password"] != sha256(row["password_hash"]) or not live_access_token:
+            async with self.database.write() as connection:  # issued before the password changed, or its access token was revoked
+                await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.token_hash == key))
             return None
-        token_id = record.get("token_id")
-        if token_id and await self.records.load(layout.hub_token(user.name, token_id), AccessToken) is None:
-            await self.storage.delete(key)  # the access token it came from was revoked
-            return None
-        return user
+        return User.model_construct(name=row["user"], password_hash=row["password_hash"], admin=row["admin"], created=row["user_created"])
 
     # -- web sessions ended by signing out --------------------------------------------------------
     async def end_session(self, nonce: str, expires: int) -> None:
         """Mark a web session as signed out (until it would have expired anyway)."""
-        await self.storage.put_bytes(layout.hub_ended_session(sha256(nonce)), str(expires).encode())
+        async with self.database.write() as connection:
+            await connection.execute(delete(ended_sessions).where(ended_sessions.c.expires < time.time()))
+            await connection.execute(
+                self.database.insert(ended_sessions).values(nonce_hash=sha256(nonce), expires=float(expires)).on_conflict_do_nothing()
+            )
 
     async def session_ended(self, nonce: str) -> bool:
-        return await self.storage.exists(layout.hub_ended_session(sha256(nonce)))
+        async with self.database.read() as connection:
+            found = await connection.execute(select(ended_sessions.c.nonce_hash).where(ended_sessions.c.nonce_hash == sha256(nonce)))
+            return found.first() is not None
 
 
 def token_id_of(secret: str) -> str | None:

@@ -1,25 +1,36 @@
-"""Users and their passwords (bcrypt), at `hub/users/<name>.json`."""
+"""Users and their passwords (bcrypt) in the `accounts` table (kind "user")."""
 
 from __future__ import annotations
 
 import asyncio
 
 import bcrypt
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
 
-from .. import layout
+from ..metadata import Database
+from ..metadata.schema import accounts
 from .errors import Conflict, NotFound
 from .models import RESERVED_NAMES, User, validate_account_name
-from .records import Records, is_account_name
+from .records import create_account, is_account_name
 from .tokens import TOKEN_PREFIX, Tokens
 
 
+def _user(row: RowMapping) -> User:
+    return User.model_construct(name=row["name"], password_hash=row["password_hash"], admin=row["admin"], created=row["created"])
+
+
 class Users:
-    def __init__(self, records: Records, tokens: Tokens) -> None:
-        self.records = records
+    def __init__(self, database: Database, tokens: Tokens) -> None:
+        self.database = database
         self.tokens = tokens
 
     async def get(self, name: str) -> User | None:
-        return await self.records.account("users", name, User)
+        if not is_account_name(name):
+            return None
+        async with self.database.read() as connection:
+            row = (await connection.execute(select(accounts).where(accounts.c.name == name, accounts.c.kind == "user"))).mappings().first()
+        return _user(row) if row else None
 
     async def require(self, name: str) -> User:
         user = await self.get(name)
@@ -28,33 +39,44 @@ class Users:
         return user
 
     async def names(self) -> list[str]:
-        return [name.removesuffix(".json") for name in await self.records.storage.list(layout.HUB_USERS)]
+        async with self.database.read() as connection:
+            return list((await connection.execute(select(accounts.c.name).where(accounts.c.kind == "user").order_by(accounts.c.name))).scalars())
 
     async def create(self, name: str, password: str, *, admin: bool = False) -> User:
         validate_account_name(name)
         if name in RESERVED_NAMES:
             raise Conflict(f"{name!r} is a reserved name")
-        if await self.records.name_taken(name):
-            raise Conflict(f"the name {name!r} is taken")
         user = User(name=name, password_hash=await hash_password(password), admin=admin)
-        await self.records.save(layout.hub_user(name), user)
+        async with self.database.write() as connection:
+            await create_account(self.database, connection, name, kind="user", password_hash=user.password_hash, admin=admin, created=user.created)
         return user
 
     async def set_password(self, name: str, password: str) -> None:
-        user = await self.require(name)
-        user.password_hash = await hash_password(password)
-        await self.records.save(layout.hub_user(name), user)
+        await self.require(name)
+        password_hash = await hash_password(password)
+        async with self.database.write() as connection:
+            changed = await connection.execute(
+                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(password_hash=password_hash)
+            )
+        if changed.rowcount == 0:
+            raise NotFound(f"no user {name!r}")
 
     async def ensure_admin(self, name: str, password: str) -> None:
-        """The configured initial admin exists with that password."""
+        """The configured initial admin exists with that password (replicas starting together
+        may both try: the loser of the insert updates instead)."""
         user = await self.get(name)
         if user is None:
-            await self.create(name, password, admin=True)
-            return
+            try:
+                await self.create(name, password, admin=True)
+                return
+            except Conflict:
+                user = await self.get(name)
+                if user is None:
+                    raise
         if not user.admin or not await check_password(password, user.password_hash):
-            user.admin = True
-            user.password_hash = await hash_password(password)
-            await self.records.save(layout.hub_user(name), user)
+            password_hash = await hash_password(password)
+            async with self.database.write() as connection:
+                await connection.execute(update(accounts).where(accounts.c.name == name).values(admin=True, password_hash=password_hash))
 
     async def authenticate(self, name: str, secret: str) -> User | None:
         """The user whose password, or one of whose personal access tokens, is `secret`.

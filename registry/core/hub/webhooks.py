@@ -1,13 +1,13 @@
 """Per-repository webhooks: where they are kept, and their delivery after a push or a delete.
 
-A repository's webhooks live in one small object beside its settings,
-`repositories/<name>/_webhooks.json`, so every replica sees the same list and finding them
-for an event is one read. `Manifests` only *enqueues* (`Webhooks.notify` is its event listener:
+A repository's webhooks are rows of the metadata database, so every replica sees the same
+list and finding them for an event is one query. `Manifests` only *enqueues* (`Webhooks.notify` is its event listener:
 synchronous, never raises, never waits); background tasks, while `Webhooks.running(sender)` is
 open, read the webhooks and POST the event to each through the sender (the HTTP client lives
 with the HTTP side: `registry.api.webhook_sender`), retrying with bounded exponential backoff.
-Delivery is best effort and kept in memory: events still queued on a
-replica when it stops get `drain_timeout` seconds, then are dropped (and logged).
+Delivery is best effort: events still queued on a replica when it stops get `drain_timeout`
+seconds, then are dropped (and logged). Each delivery's outcome is kept in the database (the
+last `history` per webhook), so every replica can show it.
 
 Never: delay or fail the push or delete that caused an event, follow a redirect, log a
 webhook's URL (it often holds a token), or hand a webhook's secret back to anyone.
@@ -43,19 +43,18 @@ import ipaddress
 import json
 import logging
 import secrets
+import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from sqlalchemy import delete, func, select
 
-from storage_backends import ObjectNotFound, StorageBackend
-
-from .. import layout
 from ..events import EVENTS, Event, EventKind
+from ..metadata import Database
+from ..metadata.schema import webhook_deliveries, webhooks
 from .errors import HubError, NotFound
 from .models import Webhook
 
@@ -66,10 +65,6 @@ MAX_URL_LENGTH = 2048
 MAX_SECRET_LENGTH = 256
 USER_AGENT = "Dockyard-Webhook/1"
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-
-
-def webhooks_key(repository: str) -> str:
-    return layout.repository_webhooks(repository)
 
 
 def validate_url(text: str) -> str:
@@ -94,27 +89,19 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _StoredWebhooks(BaseModel):
-    webhooks: list[Webhook] = []
-
-
 class WebhookStore:
-    """The webhooks of each repository, one object per repository.
+    """The webhooks of each repository, one row per webhook."""
 
-    Changes are read-modify-write, serialized within a process; two replicas changing the
-    same repository's webhooks at the same instant can lose one change (as with settings).
-    """
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-    def __init__(self, storage: StorageBackend) -> None:
-        self.storage = storage
-        self._lock = asyncio.Lock()
-
-    async def list(self, repository: str) -> list[Webhook]:
-        try:
-            raw = await self.storage.get_bytes(webhooks_key(repository))
-        except ObjectNotFound:
-            return []
-        return _StoredWebhooks.model_validate_json(raw).webhooks
+    async def list(self, repository: str) -> builtins.list[Webhook]:
+        async with self.database.read() as connection:
+            rows = (await connection.execute(select(webhooks).where(webhooks.c.repository == repository).order_by(webhooks.c.created))).mappings()
+            return [
+                Webhook.model_construct(id=row["id"], url=row["url"], events=row["events"].split(","), secret=row["secret"], created=row["created"])
+                for row in rows
+            ]
 
     async def add(self, repository: str, url: str, events: builtins.list[EventKind], secret: str | None = None) -> Webhook:
         url = validate_url(url)
@@ -123,27 +110,22 @@ class WebhookStore:
             raise HubError("a webhook needs at least one of the events push, delete")
         if secret is not None and not 1 <= len(secret) <= MAX_SECRET_LENGTH:
             raise HubError(f"a webhook secret has 1 to {MAX_SECRET_LENGTH} characters")
-        async with self._lock:
-            hooks = await self.list(repository)
-            if len(hooks) >= MAX_WEBHOOKS:
+        hook = Webhook(id=secrets.token_hex(8), url=url, events=wanted, secret=secret)
+        async with self.database.write() as connection:
+            await self.database.lock(connection, f"webhooks:{repository}")
+            count = (await connection.execute(select(func.count()).select_from(webhooks).where(webhooks.c.repository == repository))).scalar_one()
+            if count >= MAX_WEBHOOKS:
                 raise HubError(f"a repository has at most {MAX_WEBHOOKS} webhooks")
-            hook = Webhook(id=secrets.token_hex(8), url=url, events=wanted, secret=secret)
-            await self._save(repository, [*hooks, hook])
+            await connection.execute(
+                webhooks.insert().values(id=hook.id, repository=repository, url=url, events=",".join(wanted), secret=secret, created=hook.created)
+            )
         return hook
 
     async def remove(self, repository: str, webhook_id: str) -> None:
-        async with self._lock:
-            hooks = await self.list(repository)
-            kept = [hook for hook in hooks if hook.id != webhook_id]
-            if len(kept) == len(hooks):
-                raise NotFound(f"repository {repository!r} has no webhook {webhook_id!r}")
-            if kept:
-                await self._save(repository, kept)
-            else:
-                await self.storage.delete(webhooks_key(repository))
-
-    async def _save(self, repository: str, hooks: builtins.list[Webhook]) -> None:
-        await self.storage.put_bytes(webhooks_key(repository), _StoredWebhooks(webhooks=hooks).model_dump_json().encode())
+        async with self.database.write() as connection:
+            removed = await connection.execute(delete(webhooks).where(webhooks.c.repository == repository, webhooks.c.id == webhook_id))
+        if removed.rowcount == 0:
+            raise NotFound(f"repository {repository!r} has no webhook {webhook_id!r}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +144,7 @@ class RetryPolicy:
 
 @dataclass
 class Delivery:
-    """What became of one event sent to one webhook (kept in memory, the last few per webhook)."""
+    """What became of one event sent to one webhook (kept in the database, the last few per webhook)."""
 
     id: str
     webhook: str
@@ -210,7 +192,7 @@ class Webhooks:
 
     def __init__(
         self,
-        storage: StorageBackend,
+        database: Database,
         policy: RetryPolicy | None = None,
         *,
         max_pending: int = 1000,
@@ -219,7 +201,8 @@ class Webhooks:
         history: int = 20,
         allow_private_networks: bool = False,
     ) -> None:
-        self.store = WebhookStore(storage)
+        self.database = database
+        self.store = WebhookStore(database)
         self.policy = policy or RetryPolicy()
         self.max_pending = max_pending
         self.concurrency = concurrency
@@ -230,7 +213,6 @@ class Webhooks:
         self._sender: Sender | None = None
         self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._recent: dict[str, deque[Delivery]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -275,9 +257,32 @@ class Webhooks:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def deliveries(self, webhook_id: str) -> list[Delivery]:
-        """The most recent deliveries to a webhook by this process, oldest first."""
-        return list(self._recent.get(webhook_id, ()))
+    async def deliveries(self, webhook_id: str) -> list[Delivery]:
+        """The most recent deliveries to a webhook (by any replica), oldest first."""
+        async with self.database.read() as connection:
+            newest = select(webhook_deliveries).where(webhook_deliveries.c.webhook == webhook_id)
+            newest = newest.order_by(webhook_deliveries.c.created.desc()).limit(self.history)
+            rows = (await connection.execute(newest)).mappings().all()
+        return [Delivery(**{key: row[key] for key in ("id", "webhook", "event", "attempts", "status", "error", "delivered", "done")}) for row in reversed(rows)]
+
+    async def _record(self, delivery: Delivery, *, first: bool = False) -> None:
+        """Keep the delivery's state; the first time, also forget all but the newest `history`."""
+        state = {"attempts": delivery.attempts, "status": delivery.status, "error": delivery.error, "delivered": delivery.delivered, "done": delivery.done}
+        try:
+            async with self.database.write() as connection:
+                if not first:
+                    await connection.execute(webhook_deliveries.update().where(webhook_deliveries.c.id == delivery.id).values(state))
+                    return
+                await connection.execute(
+                    webhook_deliveries.insert().values(id=delivery.id, webhook=delivery.webhook, event=delivery.event, created=time.time(), **state)
+                )
+                kept = select(webhook_deliveries.c.id).where(webhook_deliveries.c.webhook == delivery.webhook)
+                kept = kept.order_by(webhook_deliveries.c.created.desc()).limit(self.history)
+                await connection.execute(
+                    delete(webhook_deliveries).where(webhook_deliveries.c.webhook == delivery.webhook, webhook_deliveries.c.id.not_in(kept))
+                )
+        except Exception:  # the log of a delivery must never stop the delivery
+            log.exception("webhooks: cannot record delivery %s", delivery.id)
 
     async def _dispatch(self, event: Event) -> None:
         try:
@@ -289,7 +294,7 @@ class Webhooks:
 
     async def _deliver(self, hook: Webhook, event: Event) -> None:
         delivery = Delivery(id=str(uuid.uuid4()), webhook=hook.id, event=event.kind)
-        self._recent.setdefault(hook.id, deque(maxlen=self.history)).append(delivery)
+        await self._record(delivery, first=True)
         body = json.dumps(event.body(delivery.id, hook.id)).encode()
         headers = {
             "Content-Type": "application/json",
@@ -311,6 +316,7 @@ class Webhooks:
             log.exception("webhooks: delivery %s to webhook %s failed unexpectedly", delivery.id, hook.id)
         finally:
             delivery.done = True
+            await self._record(delivery)
         if delivery.delivered:
             log.info("webhooks: %s event of %s delivered to webhook %s (%s, attempt %d)",
                      event.kind, event.repository, hook.id, delivery.status, delivery.attempts)

@@ -1,0 +1,7 @@
+"""The Hub's metadata (accounts, tokens, repository settings, stars, webhooks, search, counts,
+shared rate limits) in a database: SQLite embedded by default, PostgreSQL for replicas.
+Blobs, manifests and tags stay in the storage backend, the source of truth for content."""
+
+from .database import Database, MetadataUrlError, engine_url, newest_version
+
+__all__ = ["Database", "MetadataUrlError", "engine_url", "newest_version"]

@@ -1,0 +1,161 @@
+"""The metadata database itself: migrations from empty and from the previous schema on SQLite
+and PostgreSQL, the schema the code queries matching what the migrations build, concurrent
+changes losing nothing, shared rate limits, and pull/push counts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from registry.api.context import SERVICES
+from registry.config import ConfigError, load_settings
+from registry.core.hub import Hub
+from registry.core.metadata import Database, newest_version
+from registry.core.metadata.schema import metadata
+from tests.hub import bearer, create_user, hub_client
+from tests.oci import push_image, random_image
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hub.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+async def test_migrating_from_the_previous_schema_keeps_the_data_and_its_search(empty_database_url):
+    database = Database(empty_database_url)
+    try:
+        await database.upgrade_to("0001")
+        assert await database.version() == "0001"
+        async with database.write() as connection:
+            await connection.execute(text("INSERT INTO accounts (name, kind, password_hash, admin, created) VALUES ('alice', 'user', 'x', false, 1)"))
+            await connection.execute(text("INSERT INTO repositories (name, namespace, short_name, visibility, description, created) "
+                                          "VALUES ('alice/redis-tools', 'alice', 'redis-tools', 'public', 'Helpers', 1)"))  # fmt: skip
+            await connection.execute(text("INSERT INTO stars (repository, \"user\", created) VALUES ('alice/redis-tools', 'alice', 1)"))
+            await connection.execute(text("UPDATE repositories SET star_count = 1"))
+
+        await database.migrate()
+        assert await database.version() == newest_version() == "0002"
+        hub = Hub.over(database)
+        settings = await hub.repositories.get("alice/redis-tools")
+        assert settings is not None
+        assert (settings.description, settings.star_count, settings.pull_count, settings.push_count) == ("Helpers", 1, 0, 0)
+        assert await hub.repositories.starred("alice/redis-tools", "alice")
+        from registry.core.hub.search import Audience
+
+        found = await hub.search.search("redis", page=1, page_size=10, audience=Audience())
+        assert [entry.name for entry in found.results] == ["alice/redis-tools"], "rows from before the migration are still indexed"
+        await database.migrate()  # again: nothing to do
+        assert await database.version() == "0002"
+    finally:
+        await database.close()
+
+
+async def test_the_tables_the_code_queries_are_the_tables_the_migrations_build(database):
+    def columns(sync_connection) -> dict[str, set[str]]:
+        inspector = inspect(sync_connection)
+        return {table: {column["name"] for column in inspector.get_columns(table)} for table in metadata.tables}
+
+    async with database.read() as connection:
+        built = await connection.run_sync(columns)
+    assert built == {name: {column.name for column in table.columns} for name, table in metadata.tables.items()}
+
+
+async def test_replicas_starting_together_migrate_once(empty_database_url, tmp_path):
+    """Three processes migrating one empty database at the same moment (PostgreSQL: an advisory
+    lock; SQLite: BEGIN IMMEDIATE) all succeed, and the schema is built once."""
+    environment = {**os.environ, "DOCKYARD_METADATA__URL": empty_database_url}
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "registry", "metadata", "migrate", "--storage-root", str(tmp_path / "store")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)  # fmt: skip
+        for _ in range(3)
+    ]
+    outcomes = [(process.wait(120), *process.communicate()) for process in processes]
+    assert [outcome[0] for outcome in outcomes] == [0, 0, 0], outcomes
+    assert all("metadata schema at version 0002" in outcome[1] for outcome in outcomes)
+    database = Database(empty_database_url)
+    try:
+        assert await database.version() == "0002"
+    finally:
+        await database.close()
+
+
+async def test_concurrent_stars_and_settings_from_two_engines_lose_nothing(database):
+    """Two engines on one database are two replicas as far as the database can tell."""
+    other = Database(database.url)
+    try:
+        first, second = Hub.over(database), Hub.over(other)
+        users = [f"user{index:02d}" for index in range(20)]
+        for user in users:
+            await first.users.create(user, "pw")
+        await first.repositories.ensure("acme/app")
+        await asyncio.gather(*(
+            (first if index % 2 else second).repositories.star("acme/app", user, True) for index, user in enumerate(users)
+        ))  # fmt: skip
+        assert (await second.repositories.get("acme/app")).star_count == 20
+        await asyncio.gather(second.repositories.star("acme/app", "user00", True), first.repositories.star("acme/app", "user00", True))
+        assert (await first.repositories.get("acme/app")).star_count == 20, "starring twice counts once"
+        await asyncio.gather(*(first.repositories.star("acme/app", user, False) for user in users[:5]))
+        assert (await second.repositories.get("acme/app")).star_count == 15
+
+        await asyncio.gather(
+            first.repositories.update("acme/app", description="from the first"),
+            second.repositories.update("acme/app", visibility="public"),
+            second.repositories.update("acme/app", full_description="# README"),
+        )
+        settings = await first.repositories.get("acme/app")
+        assert (settings.description, settings.visibility, settings.full_description) == ("from the first", "public", "# README")
+
+        results = await asyncio.gather(first.users.create("taken", "pw"), second.organizations.create("taken", "user01"), return_exceptions=True)
+        assert sum(isinstance(result, Exception) for result in results) == 1, "one namespace: exactly one of the two gets the name"
+    finally:
+        await other.close()
+
+
+async def test_s3_storage_needs_a_metadata_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKYARD_STORAGE__BACKEND", "s3")
+    monkeypatch.setenv("DOCKYARD_STORAGE__S3__BUCKET", "b")
+    with pytest.raises(ConfigError, match="storage.backend s3 needs metadata.url"):
+        load_settings()
+    monkeypatch.setenv("DOCKYARD_METADATA__URL", "mysql://db/hub")
+    with pytest.raises(ConfigError, match="PostgreSQL or SQLite"):
+        load_settings()
+    monkeypatch.setenv("DOCKYARD_METADATA__URL", "postgresql://registry@db/hub")
+    assert load_settings().metadata.url == "postgresql://registry@db/hub"
+
+
+async def test_pulls_and_pushes_are_counted_per_repository_and_tag(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage, default_visibility="public")
+    alice = await create_user(client, "alice")
+    headers = await bearer(client, alice, "repository:alice/app:pull,push")
+    client.session.headers.update(headers)
+    try:
+        image = random_image()
+        await push_image(client, "alice/app", image, "v1")
+        await push_image(client, "alice/app", image, "latest")
+        for _ in range(3):
+            assert (await client.get("/v2/alice/app/manifests/v1")).status == 200
+        assert (await client.get("/v2/alice/app/manifests/latest")).status == 200
+        assert (await client.get(f"/v2/alice/app/manifests/{image.digest}")).status == 200
+        assert (await client.head("/v2/alice/app/manifests/v1")).status == 200, "a HEAD is not a pull"
+    finally:
+        client.session.headers.pop("Authorization")
+
+    activity = client.app[SERVICES].activity
+    repository = await (await client.get("/api/v1/repositories/alice/app")).json()
+    assert repository["pull_count"] == 0, "counts are batched, not written per pull"
+    await activity.flush()
+    repository = await (await client.get("/api/v1/repositories/alice/app")).json()
+    assert (repository["pull_count"], repository["push_count"]) == (5, 2)
+    assert repository["last_pulled"] >= repository["pushed"] > 0
+    tags = await activity.tags("alice/app")
+    assert {tag: (tally.pulls, tally.pushes) for tag, tally in tags.items()} == {"v1": (3, 1), "latest": (1, 1)}
+    found = await (await client.get("/v1/search", params={"q": "app"})).json()
+    assert [(result["name"], result["pull_count"]) for result in found["results"]] == [("alice/app", 5)]
+    page = await client.get("/")
+    assert "5 pulls" in await page.text()
