@@ -9,18 +9,14 @@ Object layout (all keys are `/`-separated relative paths; the registry alone dec
     repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>   referrer descriptor (JSON)
     uploads/<uuid>.json                                       upload session (its repository, start)
     repositories/<name>/_uploads/<uuid>/data                  appendable object of that upload
-    repositories/<name>/_webhooks.json                        the repository's webhooks (JSON)
     catalog/<name with / as +>                                marks a repository as existing
     trash/<algorithm>/<2 hex>/<hex>/data                      content gc took away, until it deletes it
     trash/<algorithm>/<2 hex>/<hex>/since                     when gc took it (seconds since the epoch)
-    repositories/<name>/_settings.json                        the Hub's settings of the repository (JSON)
-    hub/users/<name>.json, hub/orgs/<name>.json               accounts (JSON; bcrypt hashes, members)
-    hub/tokens/<user>/<id>.json                               personal access tokens (secret hashed)
-    hub/refresh/<sha256 of token>.json                        refresh tokens (their origin, to revoke)
-    hub/sessions-ended/<sha256 of nonce>                      web sessions signed out before expiry
-    hub/search/index.json, hub/search/version                 the search index and its change marker
 
-(`registry.layout` builds every one of these keys; nothing else does.)
+(`registry.core.layout` builds every one of these keys; nothing else does. The Hub's records —
+accounts, tokens, settings, stars, webhooks, search — are in the metadata database; stores
+written before it have them as JSON under `hub/` and `repositories/<name>/_settings.json`,
+`_webhooks.json`, which `dockyard-registry metadata import` reads.)
 
 Guarantees of every backend:
 - `put` and `commit_append` make an object visible atomically: a reader sees the old object,

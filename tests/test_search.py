@@ -111,3 +111,24 @@ async def test_another_replica_sees_an_edit_at_once_even_of_the_same_size(aiohtt
         response = await first.patch("/api/v1/repositories/acme/tool", json={"description": text}, headers=basic(*ADMIN))
         assert response.status == 200
         assert await description_seen_by_second() == text
+
+
+async def test_organization_members_find_its_private_repositories_and_pages_past_the_end_keep_the_total(aiohttp_client, storage):
+    client = await hub_client(aiohttp_client, storage)
+    alice = await create_user(client, "alice")
+    bob = await create_user(client, "bob")
+    await create_user(client, "carol")
+    assert (await client.post("/api/v1/orgs", json={"name": "team"}, headers=basic(*alice))).status == 201
+    assert (await client.put("/api/v1/orgs/team/members/bob", json={"role": "read"}, headers=basic(*alice))).status == 200
+    await make_repository(client, "team/internal-db", "private", public=False)
+    await make_repository(client, "team/public-db", "public")
+
+    async def found(credentials, query="db", page="1"):
+        body = await (await client.get("/v1/search", params={"q": query, "page": page, "n": "1"}, headers=basic(*credentials))).json()
+        return body["num_results"], [result["name"] for result in body["results"]]
+
+    assert await found(bob) == (2, ["team/internal-db"]), "a read member sees the organization's private repositories"
+    assert await found(("carol", "pw-123456")) == (1, ["team/public-db"])
+    assert await found(bob, page="5") == (2, []), "past the last page: no results, the same total"
+    assert await found(bob, query="te") == (2, ["team/internal-db"]), "queries shorter than a trigram still match substrings"
+    assert await found(bob, query="PUBLIC") == (1, ["team/public-db"]), "case does not matter"

@@ -92,43 +92,24 @@ def catalog_name(key: str) -> str:
     return key.replace("+", "/")
 
 
-# -- the Hub's records (accounts, tokens, settings, search), beside the content ------------------
+# -- the Hub's records as JSON, before the metadata database: read only by `metadata import` ----
 HUB_USERS = "hub/users"
-
-
-def hub_account(kind: str, name: str) -> str:
-    """A user (`kind` "users") or an organization ("orgs"), by its validated name."""
-    return f"hub/{kind}/{name}.json"
+HUB_ORGANIZATIONS = "hub/orgs"
+HUB_TOKENS = "hub/tokens"
+HUB_REFRESH_TOKENS = "hub/refresh"
+HUB_ENDED_SESSIONS = "hub/sessions-ended"
 
 
 def hub_user(name: str) -> str:
-    return hub_account("users", name)
+    return f"{HUB_USERS}/{name}.json"
 
 
 def hub_organization(name: str) -> str:
-    return hub_account("orgs", name)
+    return f"{HUB_ORGANIZATIONS}/{name}.json"
 
 
 def hub_tokens(user: str) -> str:
-    return f"hub/tokens/{user}"
-
-
-def hub_token(user: str, token_id: str) -> str:
-    return f"{hub_tokens(user)}/{token_id}.json"
-
-
-def hub_refresh_token(token_hash: str) -> str:
-    """A refresh token's record, by the sha256 of the token (the token itself is never stored)."""
-    return f"hub/refresh/{token_hash}.json"
-
-
-def hub_ended_session(nonce_hash: str) -> str:
-    """A web session signed out before it expired, by the sha256 of its nonce."""
-    return f"hub/sessions-ended/{nonce_hash}"
-
-
-SEARCH_INDEX = "hub/search/index.json"
-SEARCH_VERSION = "hub/search/version"
+    return f"{HUB_TOKENS}/{user}"
 
 
 def repository_settings(name: str) -> str:

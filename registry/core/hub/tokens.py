@@ -47,11 +47,6 @@ class Tokens:
             rows = (await connection.execute(select(access_tokens).where(access_tokens.c.user == user).order_by(access_tokens.c.created))).mappings()
             return [AccessToken.model_construct(**row) for row in rows]
 
-    async def exists(self, user: str, token_id: str) -> bool:
-        async with self.database.read() as connection:
-            found = await connection.execute(select(access_tokens.c.id).where(access_tokens.c.user == user, access_tokens.c.id == token_id))
-            return found.first() is not None
-
     async def revoke(self, user: str, token_id: str) -> None:
         async with self.database.write() as connection:
             removed = await connection.execute(delete(access_tokens).where(access_tokens.c.user == user, access_tokens.c.id == token_id))

@@ -117,6 +117,13 @@ class Database:
             await connection.run_sync(_upgrade, revision)
             await connection.commit()
 
+    async def analyze(self) -> None:
+        """Refresh the query planner's statistics (after a bulk load; autovacuum and SQLite's
+        own optimizer do it over time)."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
+
     async def version(self) -> str | None:
         async with self.engine.connect() as connection:
             return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())

@@ -96,7 +96,7 @@ async def _repository_names(storage: StorageBackend) -> list[str]:
 async def json_metadata_present(storage: StorageBackend) -> bool:
     """Accounts in the JSON layout, or a repository with JSON settings (checked among the first
     thousand repositories: enough to tell a JSON-era store, cheap enough for every start-up)."""
-    if await storage.list(layout.HUB_USERS, limit=1) or await storage.list("hub/orgs", limit=1):
+    if await storage.list(layout.HUB_USERS, limit=1) or await storage.list(layout.HUB_ORGANIZATIONS, limit=1):
         return True
     names = await storage.list(layout.CATALOG, limit=1000)
     found = await _gather([layout.catalog_name(key) for key in names], lambda name: storage.exists(layout.repository_settings(name)))
@@ -140,16 +140,16 @@ async def refuse_unimported_metadata(storage: StorageBackend, database: Database
 async def import_json_metadata(storage: StorageBackend, database: Database) -> ImportReport:
     report = ImportReport()
     user_names = [name.removesuffix(".json") for name in await storage.list(layout.HUB_USERS) if name.endswith(".json")]
-    org_names = [name.removesuffix(".json") for name in await storage.list("hub/orgs") if name.endswith(".json")]
+    org_names = [name.removesuffix(".json") for name in await storage.list(layout.HUB_ORGANIZATIONS) if name.endswith(".json")]
     users = await _gather(user_names, lambda name: _read_json(storage, layout.hub_user(name)))
     orgs = await _gather(org_names, lambda name: _read_json(storage, layout.hub_organization(name)))
-    token_owners = await storage.list("hub/tokens")
+    token_owners = await storage.list(layout.HUB_TOKENS)
     token_files = [f"{layout.hub_tokens(owner)}/{name}" for owner in token_owners for name in await storage.list(layout.hub_tokens(owner))]
     tokens = await _gather(token_files, lambda key: _read_json(storage, key))
-    refresh_keys = [name for name in await storage.list("hub/refresh") if name.endswith(".json")]
-    refreshes = await _gather(refresh_keys, lambda name: _read_json(storage, f"hub/refresh/{name}"))
-    ended_keys = await storage.list("hub/sessions-ended")
-    ended = await _gather(ended_keys, lambda name: storage.get_bytes(f"hub/sessions-ended/{name}"))
+    refresh_keys = [name for name in await storage.list(layout.HUB_REFRESH_TOKENS) if name.endswith(".json")]
+    refreshes = await _gather(refresh_keys, lambda name: _read_json(storage, f"{layout.HUB_REFRESH_TOKENS}/{name}"))
+    ended_keys = await storage.list(layout.HUB_ENDED_SESSIONS)
+    ended = await _gather(ended_keys, lambda name: storage.get_bytes(f"{layout.HUB_ENDED_SESSIONS}/{name}"))
     repository_names = await _repository_names(storage)
     settings = await _gather(repository_names, lambda name: _read_json(storage, layout.repository_settings(name)))
     hooks = await _gather(repository_names, lambda name: _read_json(storage, layout.repository_webhooks(name)))
@@ -208,4 +208,5 @@ async def import_json_metadata(storage: StorageBackend, database: Database) -> I
                 await insert("webhooks", webhooks, {"id": hook.id, "repository": name, "url": hook.url, "events": ",".join(hook.events),
                                                     "secret": hook.secret, "created": hook.created})  # fmt: skip
     await _note_checked(database, f"imported at {time.time():.0f}")
+    await database.analyze()
     return report

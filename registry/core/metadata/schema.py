@@ -6,7 +6,9 @@ definitions are what the code queries with, and a test checks the two agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, Computed, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+SEARCH_TEXT = "lower(name || '|' || description)"
 
 metadata = MetaData(
     naming_convention={
@@ -83,6 +85,8 @@ repositories = Table(
     Column("push_count", Integer, nullable=False, default=0),
     Column("pushed", Float),
     Column("created", Float, nullable=False),
+    # what a search query is matched against, kept by the database itself ('|' is in no name)
+    Column("search_text", Text, Computed(SEARCH_TEXT, persisted=True)),
 )
 Index(None, repositories.c.namespace)
 Index(None, repositories.c.star_count)

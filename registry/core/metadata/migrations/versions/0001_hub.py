@@ -1,6 +1,6 @@
 """Accounts, organizations' members, tokens, ended sessions, repository settings, stars,
-webhooks, and the search index (SQLite: an FTS5 trigram table kept by triggers; PostgreSQL:
-pg_trgm GIN indexes).
+webhooks, and the search index (SQLite: an FTS5 trigram table kept by triggers; PostgreSQL: a
+pg_trgm GIN index of the generated `search_text`).
 
 Revision ID: 0001
 Revises:
@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("star_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("pushed", sa.Float),
         sa.Column("created", sa.Float, nullable=False),
+        sa.Column("search_text", sa.Text, sa.Computed("lower(name || '|' || description)", persisted=True)),
     )
     op.create_index("ix_repositories_namespace", "repositories", ["namespace"])
     op.create_index("ix_repositories_star_count", "repositories", ["star_count"])
@@ -93,8 +94,7 @@ def _search_index() -> None:
     """Substring search on name and description without a scan of every repository."""
     if op.get_context().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        op.execute("CREATE INDEX ix_repositories_name_trgm ON repositories USING gin (name gin_trgm_ops)")
-        op.execute("CREATE INDEX ix_repositories_description_trgm ON repositories USING gin (lower(description) gin_trgm_ops)")
+        op.execute("CREATE INDEX ix_repositories_search_text_trgm ON repositories USING gin (search_text gin_trgm_ops)")
         return
     op.execute(
         "CREATE VIRTUAL TABLE repository_search USING fts5("
