@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .server import serve
 
-            serve(settings)
+            return serve(settings)
         else:
             print(asyncio.run(manage.run(args, settings)))
     except ConfigError as error:

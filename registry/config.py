@@ -20,6 +20,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 class HttpSettings(BaseModel):
     listen: str = "0.0.0.0:5000"
     shutdown_timeout: float = Field(default=30.0, gt=0)
+    workers: int = Field(default=0, ge=0, le=256, description="processes serving the port; 0: one per CPU core")
     io_threads: int = Field(default=64, ge=1, le=1024, description="worker threads for blocking storage calls")
     header_timeout: float = Field(
         default=30.0, gt=0, description="seconds a connection may wait between requests, or take to send a request's headers"

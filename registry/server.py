@@ -1,10 +1,12 @@
-"""Starts a registry process from settings: storage, app, listening socket, graceful stop."""
+"""Starts the registry from settings: storage, app, listening socket, graceful stop; with
+`http.workers` above one, a supervisor and that many worker processes on one socket."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -15,17 +17,41 @@ from .config import ConfigError, Settings
 from .core.metadata.json_import import UnimportedMetadata
 from .logs import configure_logging
 from .storage import open_storage
+from .workers import Supervisor, bind, worker_count
 
 log = logging.getLogger("dockyard.registry")
 
 
-def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; in-flight requests get `http.shutdown_timeout` to finish."""
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM; in-flight requests get `http.shutdown_timeout` to finish.
+    Returns the exit status."""
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_serve(settings))
+    count = worker_count(settings)
+    if count == 1:
+        asyncio.run(_serve(settings))
+        return 0
+    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings))
 
 
-async def _serve(settings: Settings) -> None:
+def _serve_worker(settings: Settings, listener: socket.socket) -> None:
+    asyncio.run(_serve(settings, listener))
+
+
+def _prepare(settings: Settings) -> None:
+    """What an app does when it starts, done once before the workers start theirs."""
+
+    async def start_and_stop() -> None:
+        runner = web.AppRunner(create_app(open_storage(settings), settings))
+        try:
+            await runner.setup()
+        except UnimportedMetadata as error:
+            raise ConfigError(str(error)) from None
+        await runner.cleanup()
+
+    asyncio.run(start_and_stop())
+
+
+async def _serve(settings: Settings, listener: socket.socket | None = None) -> None:
     # Not web.run_app: it cancels the serving task on a signal, which aborts in-flight
     # requests instead of letting them finish.
     stop = asyncio.Event()
@@ -52,7 +78,7 @@ async def _serve(settings: Settings) -> None:
     except OSError as error:
         raise ConfigError(f"cannot open the metadata database {settings.metadata.url or '(in the storage root)'}: {error}") from None
     try:
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        site: web.BaseSite = web.SockSite(runner, listener) if listener else web.TCPSite(runner, settings.http.host, settings.http.port)
         try:
             await site.start()
         except OSError as error:

@@ -1,0 +1,112 @@
+"""Several worker processes on one port (`http.workers`): they share the listening socket, a
+killed worker is replaced, SIGTERM drains every one of them, and a kill -9 of the supervisor
+takes the workers with it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import start_registry, stop_process
+from tests.oci import location_of
+from tests.test_server import slow_patch
+
+WORKERS = {"DOCKYARD_HTTP__WORKERS": "3"}
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def listening_inode(port: int) -> str:
+    """The inode of the socket listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def holds_socket(pid: int, inode: str) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fd) == f"socket:[{inode}]" for fd in fds.iterdir() if fd.is_symlink())
+
+
+def wait_for(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def get_ok(url: str, count: int) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for _ in range(count):
+            async with session.get(f"{url}/v2/") as response:
+                assert response.status == 200
+
+
+async def test_workers_share_one_socket_and_a_killed_one_is_replaced(tmp_path: Path):
+    registry = start_registry(tmp_path / "data", env=WORKERS)
+    try:
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
+        inode = listening_inode(registry.port)
+        assert all(holds_socket(pid, inode) for pid in workers), "every worker serves the one listening socket"
+        await get_ok(registry.url, 30)
+
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        replaced = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and victim not in found and found)
+        assert len(replaced - workers) == 1, "exactly one new worker took the dead one's place"
+        assert all(holds_socket(pid, inode) for pid in replaced)
+        await get_ok(registry.url, 30)
+        assert registry.process.poll() is None
+    finally:
+        stop_process(registry.process)
+
+
+async def test_sigterm_drains_every_worker_then_the_supervisor_exits(tmp_path: Path):
+    registry = start_registry(tmp_path / "data", env=WORKERS)
+    try:
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
+        uploads = []
+        for _ in range(3):  # three slow uploads in flight, on whichever workers took them
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{registry.url}/v2/acme/app/blobs/uploads/") as response:
+                    location = location_of(response)
+            started = asyncio.Event()
+            parts = [os.urandom(256 * 1024) for _ in range(6)]
+            uploads.append((asyncio.create_task(slow_patch(registry.host, registry.port, location, parts, 0.3, started)), parts))
+            await started.wait()
+        await asyncio.sleep(0.3)
+        registry.process.send_signal(signal.SIGTERM)
+        for task, parts in uploads:
+            status, raw = await asyncio.wait_for(task, 30)
+            assert status == 202, raw
+            assert f"Range: 0-{sum(map(len, parts)) - 1}".encode() in raw, "the request in flight finished whole"
+        assert registry.process.wait(30) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "no worker outlives the supervisor"
+    finally:
+        stop_process(registry.process)
+
+
+async def test_a_supervisor_killed_with_9_takes_its_workers_along(tmp_path: Path):
+    registry = start_registry(tmp_path / "data", env=WORKERS)
+    try:
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
+        registry.process.kill()
+        registry.process.wait(10)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers))
+    finally:
+        stop_process(registry.process)
