@@ -325,8 +325,35 @@ class Server:
                 return child
         raise RuntimeError(f"cannot find the {self.expect_exe} process of {self.name} (pid {self.process.pid})")
 
+    def pids(self) -> list[int]:
+        """The serving process and its descendants (Dockyard's worker processes, `http.workers`)."""
+        found, queue = [self.pid], [self.pid]
+        while queue:
+            kids = children(queue.pop())
+            found += kids
+            queue += kids
+        return found
+
     def cpu(self) -> tuple[float, float]:
-        return proc_cpu_seconds(self.pid)
+        """User and system CPU seconds of every process of the server, summed."""
+        user = system = 0.0
+        for pid in self.pids():
+            try:
+                spent = proc_cpu_seconds(pid)
+            except OSError:
+                continue
+            user, system = user + spent[0], system + spent[1]
+        return user, system
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM summed over every process of the server (each worker's own peak)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += proc_kib(pid, "VmHWM")
+            except (OSError, KeyError):
+                continue
+        return total
 
     def stop(self, timeout: float = 10.0) -> None:
         process = self.process
@@ -347,7 +374,7 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def dockyard_server(workdir: Path, tree: Path, python: str, log_level: str) -> Server:
+def dockyard_server(workdir: Path, tree: Path, python: str, log_level: str, workers: int | None = None) -> Server:
     port = free_port()
     root = workdir / "dockyard-data"
     return Server(
@@ -356,7 +383,7 @@ def dockyard_server(workdir: Path, tree: Path, python: str, log_level: str) -> S
         workdir,
         port,
         cwd=tree,
-        env={"DOCKYARD_LOG_LEVEL": log_level, "PYTHONPATH": str(tree)},
+        env={"DOCKYARD_LOG_LEVEL": log_level, "PYTHONPATH": str(tree), **({"DOCKYARD_HTTP__WORKERS": str(workers)} if workers else {})},
         expect_exe="python",
     )
 
@@ -649,6 +676,45 @@ async def load(
         )
 
 
+async def fetch_manifest(base: str, repo: str, reference: str) -> bytes:
+    async with client_session(1) as session:
+        async with session.get(f"{base}/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}) as response:
+            expect(response, 200, "manifest GET")
+            return await response.read()
+
+
+def get_check(url: str) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+    async def get(session: aiohttp.ClientSession) -> None:
+        async with session.get(url) as response:
+            body = await response.read()
+            if response.status != 200 or not body:
+                raise BenchError(f"GET {url}: {response.status}")
+
+    return get
+
+
+def storm(base: str, repo: str, manifest_digest: str, blob_digest: str) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+    """Manifest HEAD, manifest GET, blob HEAD and tags/list in turn (what clients check before pulling)."""
+    requests = iter(range(10**12))
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        kind = next(requests) % 4
+        if kind == 0:
+            call = session.head(f"{base}/v2/{repo}/manifests/latest", headers={"Accept": MANIFEST_ACCEPT})
+        elif kind == 1:
+            call = session.get(f"{base}/v2/{repo}/manifests/{manifest_digest}", headers={"Accept": MANIFEST_ACCEPT})
+        elif kind == 2:
+            call = session.head(f"{base}/v2/{repo}/blobs/{blob_digest}")
+        else:
+            call = session.get(f"{base}/v2/{repo}/tags/list")
+        async with call as response:
+            await response.read()
+            if response.status != 200:
+                raise BenchError(f"storm request {kind}: {response.status}")
+
+    return one
+
+
 def head_check(url: str, digest: str, size: int, accept: str | None = None) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
     headers = {"Accept": accept} if accept else {}
     expected_length = str(size)
@@ -798,6 +864,7 @@ class Options:
     small_seconds: float
     small_concurrency: int
     quick: bool
+    push_concurrency: int = 4
 
 
 async def settle() -> None:
@@ -928,6 +995,46 @@ async def benchmark(servers: dict[str, Server], options: Options, profiler: Prof
             f"server {results[name]['small_push']['server_cpu_us_per_request']} us CPU/op"
         )
 
+    # Dedup push (what `docker push` of an image whose layers the registry has does): HEAD each
+    # blob in a new repository, mount it from the one that has it, PUT the manifest.
+    image = results[next(iter(servers))]["manifest"]
+    for name, server in servers.items():
+        counter = iter(range(10**9))
+        manifest_body = await fetch_manifest(server.url, repo, "latest")
+
+        async def dedup(session: aiohttp.ClientSession) -> None:
+            target = f"bench/dedup{next(counter)}"
+            for layer in manifest_layers:
+                async with session.head(f"{server.url}/v2/{target}/blobs/{layer.digest}") as response:
+                    if response.status not in (200, 404):
+                        raise BenchError(f"dedup HEAD: {response.status}")
+                async with session.post(f"{server.url}/v2/{target}/blobs/uploads/", params={"mount": layer.digest, "from": repo}) as response:
+                    expect(response, 201, "cross-repository mount")
+            config = json.loads(manifest_body)["config"]["digest"]
+            async with session.post(f"{server.url}/v2/{target}/blobs/uploads/", params={"mount": config, "from": repo}) as response:
+                expect(response, 201, "cross-repository mount of the config")
+            async with session.put(f"{server.url}/v2/{target}/manifests/latest", data=manifest_body, headers={"Content-Type": OCI_MANIFEST}) as response:
+                expect(response, 201, "manifest PUT into a new repository")
+
+        with profiler.phase(server, "dedup_push"):
+            outcome = await load(server, options.push_concurrency, options.small_blobs, options.small_seconds, dedup, options.push_concurrency)
+        results[name]["dedup_push"] = outcome.summary()
+        log(f"dedup push    {name:9}: {outcome.rate:8.0f} images/s, server {results[name]['dedup_push']['server_cpu_us_per_request']} us CPU/image")
+
+    # Listings and a storm of small requests, as a CI fleet makes them.
+    del image
+    for phase, make_operation in (
+        ("tags_list", lambda server: get_check(f"{server.url}/v2/{repo}/tags/list")),
+        ("catalog", lambda server: get_check(f"{server.url}/v2/_catalog?n=100")),
+        ("storm", lambda server: storm(server.url, repo, results[server.name]["manifest"]["digest"], blob.digest)),
+    ):
+        for name, server in servers.items():
+            with profiler.phase(server, phase):
+                outcome = await load(server, options.concurrency, options.head_requests, options.head_seconds, make_operation(server), head_warmup)
+            results[name][phase] = outcome.summary()
+            log(f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
+                f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req")
+
     # CPU that neither this script nor the two servers used: other work on the machine, which
     # makes the figures noisy (the profiler, if on, counts here too).
     wall = time.monotonic() - wall_before
@@ -944,7 +1051,8 @@ async def benchmark(servers: dict[str, Server], options: Options, profiler: Prof
         ),
     }
     for name, server in servers.items():
-        results[name]["peak_rss_mib"] = round(proc_kib(server.pid, "VmHWM") / 1024, 1)
+        results[name]["peak_rss_mib"] = round(server.peak_rss_kib() / 1024, 1)
+        results[name]["processes"] = len(server.pids())
         results[name]["rss_at_end_mib"] = round(proc_kib(server.pid, "VmRSS") / 1024, 1)
         results[name]["rss_when_ready_mib"] = round(server.rss_ready_kib / 1024, 1)
         results[name]["pid"] = server.pid
@@ -978,7 +1086,12 @@ METRICS = [
     Metric("manifest_head_rps", "Manifest HEAD", "req/s", True, lambda r: r["manifest_head"]["per_second"], 0),
     Metric("blob_head_rps", "Blob HEAD", "req/s", True, lambda r: r["blob_head"]["per_second"], 0),
     Metric("small_push_ops", "Small blob push, 4 KiB monolithic", "ops/s", True, lambda r: r["small_push"]["per_second"], 0),
-    Metric("peak_rss_mib", "Server peak RSS (VmHWM)", "MiB", False, lambda r: r["peak_rss_mib"]),
+    Metric("dedup_push_ops", "Dedup push: HEAD, mount each blob, PUT manifest into a new repo", "images/s", True,
+           lambda r: r["dedup_push"]["per_second"], 1),
+    Metric("tags_list_rps", "tags/list", "req/s", True, lambda r: r["tags_list"]["per_second"], 0),
+    Metric("catalog_rps", "catalog page (n=100)", "req/s", True, lambda r: r["catalog"]["per_second"], 0),
+    Metric("storm_rps", "Small-request storm (manifest HEAD/GET, blob HEAD, tags)", "req/s", True, lambda r: r["storm"]["per_second"], 0),
+    Metric("peak_rss_mib", "Server peak RSS (VmHWM, all its processes)", "MiB", False, lambda r: r["peak_rss_mib"]),
     Metric("idle_rss_mib", "Server RSS at start, before any load", "MiB", False, lambda r: r["rss_when_ready_mib"]),
     Metric("push_docker_cpu", "Server CPU, docker-pattern push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_docker", "server_cpu_s_per_gib"), 2),
     Metric("push_chunked_cpu", "Server CPU, chunked push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_chunked", "server_cpu_s_per_gib"), 2),
@@ -1089,6 +1202,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-blobs", type=int, help="at most this many 4 KiB pushes (default 3000; quick 100)")
     parser.add_argument("--small-seconds", type=float, help="and at most this long (default 6; quick 1)")
     parser.add_argument("--small-concurrency", type=int, default=8, help="concurrent small pushes (default 8)")
+    parser.add_argument("--push-concurrency", type=int, default=4, help="concurrent dedup pushes (default 4)")
+    parser.add_argument("--workers", type=int, help="Dockyard's http.workers (default: its own, one per core)")
     parser.add_argument("--dockyard-tree", type=Path, default=REPO_ROOT, help="source tree whose registry/ is run (default: this checkout)")
     parser.add_argument("--dockyard-python", default=str(VENV_PYTHON if VENV_PYTHON.exists() else sys.executable), help="interpreter for Dockyard")
     parser.add_argument("--reference-binary", default=shutil.which("docker-registry") or "/usr/bin/docker-registry")
@@ -1116,7 +1231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = Options(
         args.size_mb, args.layers, args.rounds, args.chunk_mb, args.concurrency, args.head_requests,
-        args.head_seconds, args.small_blobs, args.small_seconds, args.small_concurrency, args.quick,
+        args.head_seconds, args.small_blobs, args.small_seconds, args.small_concurrency, args.quick, args.push_concurrency,
     )
     if not Path(args.reference_binary).exists():
         print(f"bench: the reference registry {args.reference_binary} is missing (apt-get install docker-registry)", file=sys.stderr)
@@ -1149,7 +1264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=args.workdir))
     servers = {
-        "dockyard": dockyard_server(workdir, args.dockyard_tree.resolve(), args.dockyard_python, "info" if args.access_log else "error"),
+        "dockyard": dockyard_server(workdir, args.dockyard_tree.resolve(), args.dockyard_python, "info" if args.access_log else "error", args.workers),
         "reference": reference_server(workdir, args.reference_binary, args.access_log),
     }
     profiler = Profiler(py_spy, args.output.parent / "profile", args.py_spy_rate)

@@ -26,7 +26,9 @@ class HttpSettings(BaseModel):
         default=30.0, gt=0, description="seconds a connection may wait between requests, or take to send a request's headers"
     )
     body_idle_timeout: float = Field(default=60.0, gt=0, description="seconds a request body may send nothing before it is abandoned")
-    max_uploads_per_client: int = Field(default=0, ge=0, description="blob uploads one client address may have streaming at once; 0: no cap")
+    max_uploads_per_client: int = Field(
+        default=0, ge=0, description="blob uploads one client address may have streaming at once, per worker process; 0: no cap"
+    )
     public_url: str | None = Field(
         default=None, description="the registry's external base URL (https://registry.example.com); Location headers and the token realm use it"
     )

@@ -30,6 +30,10 @@ def serve(settings: Settings) -> int:
     if count == 1:
         asyncio.run(_serve(settings))
         return 0
+    if settings.auth.enabled and settings.auth.token_key_file is None:
+        from .core.hub.signing import share_generated_key
+
+        share_generated_key()
     return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings))
 
 

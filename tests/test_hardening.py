@@ -342,7 +342,9 @@ def _closed_within(connection: socket.socket, seconds: float) -> bool:
 
 
 def test_slow_clients_are_cut_off_and_uploads_per_client_capped(tmp_path: Path) -> None:
-    env = {"DOCKYARD_HTTP__HEADER_TIMEOUT": "1", "DOCKYARD_HTTP__BODY_IDLE_TIMEOUT": "1", "DOCKYARD_HTTP__MAX_UPLOADS_PER_CLIENT": "2"}
+    # one worker process: the upload cap counts per process (each of N workers allows it)
+    env = {"DOCKYARD_HTTP__HEADER_TIMEOUT": "1", "DOCKYARD_HTTP__BODY_IDLE_TIMEOUT": "1", "DOCKYARD_HTTP__MAX_UPLOADS_PER_CLIENT": "2",
+           "DOCKYARD_HTTP__WORKERS": "1"}  # fmt: skip
     registry = start_registry(tmp_path / "slow-data", env=env)
     try:
         address = (registry.host, registry.port)

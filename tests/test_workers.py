@@ -110,3 +110,21 @@ async def test_a_supervisor_killed_with_9_takes_its_workers_along(tmp_path: Path
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers))
     finally:
         stop_process(registry.process)
+
+
+async def test_every_worker_accepts_the_tokens_any_worker_signed_without_a_key_file(tmp_path: Path):
+    from tests.conftest import HUB_ADMIN, hub_env
+    from tests.hub import basic
+
+    registry = start_registry(tmp_path / "data", env={**WORKERS, **hub_env()})
+    try:
+        wait_for(lambda: len(children(registry.process.pid)) == 3)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            for _ in range(12):  # fresh connections: the kernel hands them to different workers
+                async with session.get(f"{registry.url}/token", params={"service": "dockyard"}, headers=basic(*HUB_ADMIN)) as response:
+                    token = (await response.json())["token"]
+                for _ in range(3):
+                    async with session.get(f"{registry.url}/v2/", headers={"Authorization": f"Bearer {token}"}) as checked:
+                        assert checked.status == 200, "a token signed by one worker is good on all of them"
+    finally:
+        stop_process(registry.process)

@@ -21,6 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from .scopes import InvalidToken, Scope
 
 LEEWAY_SECONDS = 30
+_run_key: ec.EllipticCurvePrivateKey | None = None
+
+
+def share_generated_key() -> None:
+    """Generate this run's key now, before worker processes are forked, so every worker signs
+    and verifies with the same one when no `auth.token_key_file` is configured."""
+    global _run_key
+    _run_key = ec.generate_private_key(ec.SECP256R1())
 
 
 class TokenSigner:
@@ -38,9 +46,10 @@ class TokenSigner:
 
     @classmethod
     def from_file(cls, path: Path | None, **options: Any) -> TokenSigner:
-        """The configured key, or (single process only) a key generated for this run."""
+        """The configured key, or a key generated for this run (shared by its worker processes,
+        see `share_generated_key`; replicas need the file)."""
         if path is None:
-            return cls(ec.generate_private_key(ec.SECP256R1()), **options)
+            return cls(_run_key or ec.generate_private_key(ec.SECP256R1()), **options)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
             raise ValueError(f"{path}: token key must be an EC (P-256) or RSA private key")
