@@ -235,6 +235,48 @@ def proc_kib(pid: int, key: str) -> int:
     return int(proc_status(pid)[key].split()[0])
 
 
+def proc_pss_kib(pid: int) -> int:
+    """Proportional set size: the process's private pages plus its share of pages it shares
+    (a forked worker's copy-on-write pages count once across the workers, not once each)."""
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+class MemorySampler:
+    """The peak of the PSS summed over each server's processes, sampled every 0.1 s in a
+    thread while the benchmark runs (the kernel keeps no peak of a sum)."""
+
+    def __init__(self, servers: dict[str, Server], interval: float = 0.1) -> None:
+        import threading
+
+        self.servers, self.interval = servers, interval
+        self.peak_kib = {name: 0 for name in servers}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for name, server in self.servers.items():
+                total = 0
+                for pid in server.pids():
+                    try:
+                        total += proc_pss_kib(pid)
+                    except OSError:
+                        continue
+                self.peak_kib[name] = max(self.peak_kib[name], total)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def process_exe(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -920,6 +962,14 @@ async def throughput_round(
 
 
 async def benchmark(servers: dict[str, Server], options: Options, profiler: Profiler, log: Callable[[str], None]) -> dict[str, Any]:
+    with MemorySampler(servers) as memory:
+        results = await _benchmark(servers, options, profiler, log)
+    for name in servers:
+        results[name]["peak_pss_mib"] = round(memory.peak_kib[name] / 1024, 1)
+    return results
+
+
+async def _benchmark(servers: dict[str, Server], options: Options, profiler: Profiler, log: Callable[[str], None]) -> dict[str, Any]:
     busy_before = system_busy_seconds()
     processes_before = all_process_cpu()
     own_before = time.process_time() + sum(sum(server.cpu()) for server in servers.values())
@@ -1091,7 +1141,8 @@ METRICS = [
     Metric("tags_list_rps", "tags/list", "req/s", True, lambda r: r["tags_list"]["per_second"], 0),
     Metric("catalog_rps", "catalog page (n=100)", "req/s", True, lambda r: r["catalog"]["per_second"], 0),
     Metric("storm_rps", "Small-request storm (manifest HEAD/GET, blob HEAD, tags)", "req/s", True, lambda r: r["storm"]["per_second"], 0),
-    Metric("peak_rss_mib", "Server peak RSS (VmHWM, all its processes)", "MiB", False, lambda r: r["peak_rss_mib"]),
+    Metric("peak_pss_mib", "Server peak memory (PSS of all its processes, sampled)", "MiB", False, lambda r: r["peak_pss_mib"]),
+    Metric("peak_rss_mib", "Server peak RSS (VmHWM, summed over its processes)", "MiB", False, lambda r: r["peak_rss_mib"]),
     Metric("idle_rss_mib", "Server RSS at start, before any load", "MiB", False, lambda r: r["rss_when_ready_mib"]),
     Metric("push_docker_cpu", "Server CPU, docker-pattern push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_docker", "server_cpu_s_per_gib"), 2),
     Metric("push_chunked_cpu", "Server CPU, chunked push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_chunked", "server_cpu_s_per_gib"), 2),

@@ -17,6 +17,7 @@ from registry.api.context import SERVICES
 from registry.config import ConfigError, load_settings
 from registry.core.hub import Hub
 from registry.core.metadata import Database, newest_version
+from registry.core.metadata.database import SCHEMA_VERSION
 from registry.core.metadata.schema import metadata
 from tests.hub import bearer, create_user, hub_client
 from tests.oci import push_image, random_image
@@ -40,7 +41,7 @@ async def test_migrating_from_the_previous_schema_keeps_the_data_and_its_search(
             await connection.execute(text("UPDATE repositories SET star_count = 1"))
 
         await database.migrate()
-        assert await database.version() == newest_version() == "0002"
+        assert await database.version() == newest_version() == SCHEMA_VERSION, "SCHEMA_VERSION names Alembic's head"
         hub = Hub.over(database)
         settings = await hub.repositories.get("alice/redis-tools")
         assert settings is not None

@@ -17,11 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
@@ -35,6 +31,9 @@ MIGRATIONS = str(Path(__file__).with_name("migrations"))
 MIGRATION_LOCK = 7_320_114_519  # any fixed 64-bit number: PostgreSQL's advisory lock for migrations
 BUSY_TIMEOUT_MS = 30_000
 MEMORY = "sqlite://"
+SCHEMA_VERSION = "0002"
+"""The newest migration (a test checks it is Alembic's head): a database already there is
+recognised without loading Alembic, which every worker process would otherwise carry."""
 
 
 class MetadataUrlError(ValueError):
@@ -98,6 +97,8 @@ class Database:
     # -- schema ----------------------------------------------------------------------------------
     async def migrate(self) -> None:
         """Bring the schema to the newest version; replicas starting together take turns."""
+        if await self.version() == SCHEMA_VERSION:
+            return
         async with _alembic_turn(), self.engine.connect() as connection:
             connection = await connection.execution_options(dockyard_write=True)
             if self.dialect == "postgresql":
@@ -125,8 +126,15 @@ class Database:
             await connection.commit()
 
     async def version(self) -> str | None:
+        """The schema version the database is at; None for an empty database."""
+
+        def current(sync: Connection) -> str | None:
+            if not inspect(sync).has_table("alembic_version"):
+                return None
+            return sync.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
         async with self.engine.connect() as connection:
-            return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+            return await connection.run_sync(current)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -146,10 +154,15 @@ def _alembic_turn() -> asyncio.Lock:
 
 
 def newest_version() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(MIGRATIONS).get_current_head()
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
