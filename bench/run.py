@@ -926,21 +926,24 @@ async def throughput_round(
     meter = Meter(server)
     chunk_size = int(options.chunk_mb * MiB)
     out: dict[str, Any] = {}
-    async with client_session(4) as session:
+    slots = asyncio.Semaphore(options.push_concurrency)
+
+    async def bounded(job: Awaitable[Any]) -> Any:
+        async with slots:
+            return await job
+
+    async with client_session(max(4, options.push_concurrency)) as session:
+        # `--push-concurrency` layers move at once, as docker and podman push and pull them
 
         async def docker() -> None:
-            for layer in layers_docker:
-                await push_streamed(session, server.url, repo, layer, content)
+            await asyncio.gather(*(bounded(push_streamed(session, server.url, repo, layer, content)) for layer in layers_docker))
 
         async def chunked() -> None:
-            for layer in layers_chunked:
-                await push_chunked(session, server.url, repo, layer, content, chunk_size)
+            await asyncio.gather(*(bounded(push_chunked(session, server.url, repo, layer, content, chunk_size)) for layer in layers_chunked))
 
         async def pull() -> int:
-            received = 0
-            for layer in [*layers_docker, *layers_chunked]:
-                received += await pull_verified(session, server.url, repo, layer)
-            return received
+            layers = [*layers_docker, *layers_chunked]
+            return sum(await asyncio.gather(*(bounded(pull_verified(session, server.url, repo, layer)) for layer in layers)))
 
         for key, work, size in (
             ("push_docker", docker, sum(layer.size for layer in layers_docker)),
@@ -1246,14 +1249,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size-mb", type=float, help="MiB per push pattern per round, split over --layers (default 256; quick 8)")
     parser.add_argument("--layers", type=int, help="layers per push pattern (default 4; quick 2)")
     parser.add_argument("--rounds", type=int, help="push/pull rounds, fresh content each; the median is reported (default 3; quick 1)")
-    parser.add_argument("--chunk-mb", type=float, help="PATCH size of the chunked pattern (default 8; quick 1)")
+    parser.add_argument("--chunk-mb", type=float, help="PATCH size of the chunked pattern (default 5; quick 1)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections of the HEAD loads (default 32)")
     parser.add_argument("--head-requests", type=int, help="at most this many requests per HEAD load (default 20000; quick 500)")
     parser.add_argument("--head-seconds", type=float, help="and at most this long (default 6; quick 1)")
     parser.add_argument("--small-blobs", type=int, help="at most this many 4 KiB pushes (default 3000; quick 100)")
     parser.add_argument("--small-seconds", type=float, help="and at most this long (default 6; quick 1)")
     parser.add_argument("--small-concurrency", type=int, default=8, help="concurrent small pushes (default 8)")
-    parser.add_argument("--push-concurrency", type=int, default=4, help="concurrent dedup pushes (default 4)")
+    parser.add_argument("--push-concurrency", type=int, default=4, help="layers pushed and pulled at once, and concurrent dedup pushes (default 4)")
     parser.add_argument("--workers", type=int, help="Dockyard's http.workers (default: its own, one per core)")
     parser.add_argument("--dockyard-tree", type=Path, default=REPO_ROOT, help="source tree whose registry/ is run (default: this checkout)")
     parser.add_argument("--dockyard-python", default=str(VENV_PYTHON if VENV_PYTHON.exists() else sys.executable), help="interpreter for Dockyard")
@@ -1268,7 +1271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = (
         dict(size_mb=8, layers=2, rounds=1, chunk_mb=1, head_requests=500, head_seconds=1.0, small_blobs=100, small_seconds=1.0)
         if args.quick
-        else dict(size_mb=256, layers=4, rounds=3, chunk_mb=8, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
+        else dict(size_mb=256, layers=4, rounds=3, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -93,6 +93,12 @@ class StorageBackend(ABC):
     async def put_bytes(self, path: str, data: bytes) -> None:
         await self.put(path, iterate_once(data))
 
+    async def put_marker(self, path: str) -> None:
+        """An empty object whose existence is all it says (a repository's link to a blob, a
+        catalog entry): durable once this returns, and idempotent. Backends may write it more
+        cheaply than `put_bytes`, since there is no content that could be seen half-written."""
+        await self.put_bytes(path, b"")
+
     @abstractmethod
     async def get_bytes(self, path: str) -> bytes:
         """The whole content of a small object. Raises ObjectNotFound."""

@@ -154,6 +154,18 @@ class FilesystemBackend(StorageBackend):
         with _space_for(path):
             await asyncio.to_thread(self._put_small, target, data)
 
+    async def put_marker(self, path: str) -> None:
+        """Created in place (no temporary, no rename, no data to sync): an empty file exists
+        whole or not at all; only the directory entry is synced."""
+        target = self._full(path)
+        with _space_for(path):
+            await asyncio.to_thread(self._put_marker, target)
+
+    @staticmethod
+    def _put_marker(target: Path) -> None:
+        os.close(_in_directory(target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644)))
+        _fsync_dir(target.parent)
+
     def _put_small(self, target: Path, data: bytes) -> None:
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
         fd = _in_directory(target.parent, lambda: os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))

@@ -89,6 +89,15 @@ async def backend(store: Store) -> AsyncIterator[StorageBackend]:
 
 
 # -- whole objects --------------------------------------------------------------------------
+async def test_a_marker_exists_empty_in_new_directories_and_is_idempotent(backend: StorageBackend) -> None:
+    await backend.put_marker("deep/new/dirs/marker")
+    assert await backend.exists("deep/new/dirs/marker")
+    assert await backend.get_bytes("deep/new/dirs/marker") == b""
+    await backend.put_marker("deep/new/dirs/marker")  # again: still there, still empty
+    assert (await backend.stat("deep/new/dirs/marker")).size == 0
+    assert await backend.list("deep/new/dirs") == ["marker"], "nothing but the marker: no temporary left beside it"
+
+
 async def test_put_get_stat_exists(backend: StorageBackend) -> None:
     before = time.time()
     assert await backend.put("obj/one", stream(b"hello world", chunk=3)) == 11

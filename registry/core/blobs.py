@@ -157,7 +157,7 @@ class Blobs:
     async def link(self, name: str, digest: Digest) -> None:
         link = layout.layer_link(name, digest)
         if not await self.storage.exists(link):
-            await self.storage.put_bytes(link, str(digest).encode())
+            await self.storage.put_marker(link)
         await self.repositories.mark_exists(name)
 
     async def unlink(self, name: str, digest: Digest) -> None:

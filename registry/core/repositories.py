@@ -27,7 +27,7 @@ class Repositories:
     async def mark_exists(self, name: str) -> None:
         entry = layout.catalog_entry(name)
         if not await self.storage.exists(entry):
-            await self.storage.put_bytes(entry, name.encode())
+            await self.storage.put_marker(entry)
             if self._on_created is not None:
                 await self._on_created(name)
 
