@@ -90,3 +90,20 @@ def test_dockerfile_copies_every_package():
     packages = {path.parent.name for path in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
     assert packages <= copied
     assert 'ENTRYPOINT ["dockyard-registry", "serve"]' in dockerfile
+
+
+def test_the_installed_package_carries_every_file_the_registry_reads(tmp_path):
+    """The Dockerfile installs the wheel, not the source tree: templates, static files and the
+    metadata migrations (not Python packages) must be in it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    [wheel] = tmp_path.glob("dockyard-*.whl")
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    needed = [path.relative_to(ROOT).as_posix() for pattern in ("registry/api/web/templates/*", "registry/api/web/static/*",
+              "registry/core/metadata/migrations/*.py", "registry/core/metadata/migrations/*.mako",
+              "registry/core/metadata/migrations/versions/*.py") for path in ROOT.glob(pattern)]  # fmt: skip
+    assert needed and sorted(set(needed) - packaged) == []
