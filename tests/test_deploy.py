@@ -95,11 +95,14 @@ def test_dockerfile_copies_every_package():
 def test_the_installed_package_carries_every_file_the_registry_reads(tmp_path):
     """The Dockerfile installs the wheel, not the source tree: templates, static files and the
     metadata migrations (not Python packages) must be in it."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+    source = tmp_path / "source"  # a copy: setuptools leaves a build/ directory where it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "node_modules", "__pycache__", "*.egg-info", "data"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)  # fmt: skip
     [wheel] = tmp_path.glob("dockyard-*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
