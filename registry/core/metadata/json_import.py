@@ -16,9 +16,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select, update
@@ -34,6 +34,7 @@ from .schema import access_tokens, accounts, ended_sessions, facts, members, ref
 
 log = logging.getLogger("dockyard.metadata")
 IMPORT_COMMAND = "dockyard-registry metadata import"
+Record = TypeVar("Record", bound=BaseModel)
 CHECKED_FACT = "json records checked"
 PARALLEL_READS = 32
 
@@ -64,6 +65,14 @@ class ImportReport:
     def count(self, kind: str, inserted: bool) -> None:
         counts = self.imported if inserted else self.present
         counts[kind] = counts.get(kind, 0) + 1
+
+    def parsed(self, records: list[Any], model: type[Record], kind: str) -> Iterator[Record]:
+        """The records that are valid `model`s; each one that is not is reported as skipped."""
+        for raw in records:
+            try:
+                yield model.model_validate(raw)
+            except ValidationError:
+                self.skipped.append(f"{kind} record that does not parse: {str(raw)[:80]}")
 
     def summary(self) -> str:
         kinds = sorted(set(self.imported) | set(self.present))
@@ -161,26 +170,15 @@ async def import_json_metadata(storage: StorageBackend, database: Database) -> I
             report.count(kind, inserted)
             return inserted
 
-        for raw in users:
-            try:
-                user = User.model_validate(raw)
-            except ValidationError:
-                report.skipped.append(f"a user record that does not parse: {str(raw)[:80]}")
-                continue
+        for user in report.parsed(users, User, "a user"):
             await insert("users", accounts, {"name": user.name, "kind": "user", "password_hash": user.password_hash,
                                              "admin": user.admin, "created": user.created})  # fmt: skip
-        for raw in orgs:
-            try:
-                org = Organization.model_validate(raw)
-            except ValidationError:
-                report.skipped.append(f"an organization record that does not parse: {str(raw)[:80]}")
-                continue
+        for org in report.parsed(orgs, Organization, "an organization"):
             await insert("organizations", accounts, {"name": org.name, "kind": "org", "admin": False, "created": org.created})
             for member, role in org.members.items():
                 if await account_kind(connection, member) == "user":
                     await insert("memberships", members, {"organization": org.name, "user": member, "role": role})
-        for raw in tokens:
-            token = AccessToken.model_validate(raw)
+        for token in report.parsed(tokens, AccessToken, "an access token"):
             if await account_kind(connection, token.user) == "user":
                 await insert("access tokens", access_tokens, token.model_dump())
         for name, raw in zip(refresh_keys, refreshes):
