@@ -105,6 +105,7 @@ class Supervisor:
         return os.waitstatus_to_exitcode(status)
 
     def _spawn(self, listener: socket.socket) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             status = 0
@@ -112,7 +113,7 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 _die_with_parent()
-                if os.getppid() == 1:  # the supervisor died before the line above
+                if os.getppid() != supervisor:  # it died before the line above (not `== 1`: in a container the supervisor is PID 1)
                     os._exit(1)
                 self.serve_worker(self.settings, listener)
             except ConfigError as error:

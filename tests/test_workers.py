@@ -128,3 +128,31 @@ async def test_every_worker_accepts_the_tokens_any_worker_signed_without_a_key_f
                         assert checked.status == 200, "a token signed by one worker is good on all of them"
     finally:
         stop_process(registry.process)
+
+
+async def test_workers_start_under_a_supervisor_that_is_pid_1(tmp_path: Path):
+    """In a container the supervisor is PID 1 (the Dockerfile's entrypoint): its workers must
+    not mistake that for having been orphaned."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    with open(tmp_path / "registry.log", "wb") as log:
+        process = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM", sys.executable, "-m", "registry", "serve",
+             "--listen", f"127.0.0.1:{port}", "--storage-root", str(tmp_path / "data")],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **WORKERS},
+        )  # fmt: skip
+    try:
+        wait_for_port(port, process)
+        await get_ok(f"http://127.0.0.1:{port}", 20)
+        await asyncio.sleep(3)  # past the supervisor's quick-death window: the workers stay up
+        await get_ok(f"http://127.0.0.1:{port}", 20)
+        assert process.poll() is None, (tmp_path / "registry.log").read_text()[-2000:]
+        [supervisor] = children(process.pid)  # unshare's child: PID 1 inside its namespace
+        os.kill(supervisor, signal.SIGTERM)
+        assert process.wait(20) == 0, "SIGTERM drains the workers and the supervisor exits cleanly"
+    finally:
+        stop_process(process)
