@@ -39,6 +39,7 @@ async def test_migrating_from_the_previous_schema_keeps_the_data_and_its_search(
                                           "VALUES ('alice/redis-tools', 'alice', 'redis-tools', 'public', 'Helpers', 1)"))  # fmt: skip
             await connection.execute(text("INSERT INTO stars (repository, \"user\", created) VALUES ('alice/redis-tools', 'alice', 1)"))
             await connection.execute(text("UPDATE repositories SET star_count = 1"))
+            await connection.execute(text("INSERT INTO access_tokens (id, \"user\", name, secret_hash, created) VALUES ('t1', 'alice', 'laptop', 'x', 1)"))
 
         await database.migrate()
         assert await database.version() == newest_version() == SCHEMA_VERSION, "SCHEMA_VERSION names Alembic's head"
@@ -52,7 +53,9 @@ async def test_migrating_from_the_previous_schema_keeps_the_data_and_its_search(
         found = await hub.search.search("redis", page=1, page_size=10, audience=Audience())
         assert [entry.name for entry in found.results] == ["alice/redis-tools"], "rows from before the migration are still indexed"
         await database.migrate()  # again: nothing to do
-        assert await database.version() == "0002"
+        assert await database.version() == SCHEMA_VERSION
+        tokens = await hub.tokens.of("alice")
+        assert [(token.name, token.scope) for token in tokens] == [("laptop", "admin")], "an older token keeps its full power"
     finally:
         await database.close()
 
@@ -78,10 +81,10 @@ async def test_replicas_starting_together_migrate_once(empty_database_url, tmp_p
     ]
     outcomes = [(process.wait(120), *process.communicate()) for process in processes]
     assert [outcome[0] for outcome in outcomes] == [0, 0, 0], outcomes
-    assert all("metadata schema at version 0002" in outcome[1] for outcome in outcomes)
+    assert all(f"metadata schema at version {SCHEMA_VERSION}" in outcome[1] for outcome in outcomes)
     database = Database(empty_database_url)
     try:
-        assert await database.version() == "0002"
+        assert await database.version() == SCHEMA_VERSION
     finally:
         await database.close()
 

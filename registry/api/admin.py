@@ -19,7 +19,7 @@ from ocispec.names import InvalidName, validate_repository
 from storage_backends import StorageFull
 
 from ..core.hub.errors import Conflict, HubError, NotFound
-from ..core.hub.models import RepositorySettings, Role, User, Visibility, Webhook, validate_account_name
+from ..core.hub.models import RepositorySettings, Role, TokenScope, User, Visibility, Webhook, validate_account_name
 from ..core.hub.permissions import repository_actions
 from ..core.hub.webhooks import EventKind
 from .context import services
@@ -91,6 +91,15 @@ async def signed_in(request: web.Request) -> User:
     return user
 
 
+async def account_manager(request: web.Request) -> User:
+    """The caller, signed in with a password or an admin-scoped access token: a token of a
+    narrower scope (read, write, delete) works on repositories and never on accounts."""
+    user = await signed_in(request)
+    if not user.manages_account:
+        raise Forbidden(f"an access token of scope {user.token_scope!r} cannot manage accounts; use one of scope 'admin'")
+    return user
+
+
 def _path_account(request: web.Request, key: str) -> str:
     """A user or organization name from the path, checked before it reaches storage."""
     return validate_account_name(request.match_info[key])  # InvalidAccountName is a HubError: 400
@@ -107,7 +116,7 @@ def _path_id(request: web.Request, key: str) -> str:
 async def _self_or_admin(request: web.Request) -> str:
     """The `{user}` of the path, which only that user or a site admin may manage."""
     name = _path_account(request, "user")
-    user = await signed_in(request)
+    user = await account_manager(request)
     if not user.admin and user.name != name:
         raise Forbidden("only the user themself or a site admin may do this")
     return name
@@ -135,7 +144,8 @@ class Password(BaseModel):
 
 
 class NewToken(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=100)
+    scope: TokenScope = "admin"
 
 
 class NewOrganization(BaseModel):
@@ -160,7 +170,7 @@ class NewWebhook(BaseModel):
 
 # -- users ---------------------------------------------------------------------------------
 async def create_user(request: web.Request) -> web.Response:
-    user = await signed_in(request)
+    user = await account_manager(request)
     if not user.admin:
         raise Forbidden("only site admins create users")
     body = await _body(request, NewUser)
@@ -185,14 +195,15 @@ async def change_password(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     name = await _self_or_admin(request)
     body = await _body(request, NewToken)
-    record, secret = await services(request).hub.tokens.create(name, body.name)
-    return web.json_response({"id": record.id, "name": record.name, "token": secret}, status=201)
+    record, secret = await services(request).hub.tokens.create(name, body.name, body.scope)
+    return web.json_response({"id": record.id, "name": record.name, "scope": record.scope, "token": secret}, status=201)
 
 
 async def list_tokens(request: web.Request) -> web.Response:
     name = await _self_or_admin(request)
     records = await services(request).hub.tokens.of(name)
-    return web.json_response({"tokens": [{"id": r.id, "name": r.name, "created": r.created} for r in records]})
+    listed = [{"id": r.id, "name": r.name, "scope": r.scope, "created": r.created, "last_used": r.last_used} for r in records]
+    return web.json_response({"tokens": listed})
 
 
 async def revoke_token(request: web.Request) -> web.Response:
@@ -201,9 +212,16 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def end_sessions(request: web.Request) -> web.Response:
+    """Sign out everywhere: every web session and refresh token of the user ends."""
+    name = await _self_or_admin(request)
+    await services(request).hub.users.end_sessions(name)
+    return web.Response(status=204)
+
+
 # -- organizations -------------------------------------------------------------------------
 async def create_organization(request: web.Request) -> web.Response:
-    user = await signed_in(request)
+    user = await account_manager(request)
     body = await _body(request, NewOrganization)
     org = await services(request).hub.organizations.create(body.name, user.name)
     return web.json_response({"name": org.name, "members": org.members}, status=201)
@@ -220,7 +238,7 @@ async def get_organization(request: web.Request) -> web.Response:
 
 async def _org_admin(request: web.Request) -> str:
     org_name = _path_account(request, "org")
-    user = await signed_in(request)
+    user = await account_manager(request)
     org = await services(request).hub.organizations.require(org_name)
     if not user.admin and org.members.get(user.name) != "admin":
         raise Forbidden(f"only admins of {org.name!r} manage its members")
@@ -292,6 +310,13 @@ async def update_repository(request: web.Request) -> web.Response:
     return web.json_response(await _repository_json(request, settings, user))
 
 
+async def delete_repository(request: web.Request) -> web.Response:
+    """The whole repository: tags, manifests, settings, stars, webhooks (blobs wait for gc)."""
+    settings = await _visible_repository(request, await caller(request), "admin")
+    await services(request).delete_repository(settings.name)
+    return web.Response(status=204)
+
+
 async def star_repository(request: web.Request) -> web.Response:
     user = await signed_in(request)
     settings = await _visible_repository(request, user, "pull")
@@ -344,6 +369,7 @@ def admin_app() -> web.Application:
     route("POST", "/users/{user}/tokens", create_token)
     route("GET", "/users/{user}/tokens", list_tokens)
     route("DELETE", "/users/{user}/tokens/{token_id}", revoke_token)
+    route("DELETE", "/users/{user}/sessions", end_sessions)
     route("POST", "/orgs", create_organization)
     route("GET", "/orgs/{org}", get_organization)
     route("PUT", "/orgs/{org}/members/{user}", set_member)
@@ -356,4 +382,5 @@ def admin_app() -> web.Application:
     route("GET", "/repositories/{name:[^{}]+?}/-/webhooks/{webhook_id}/deliveries", list_deliveries)
     route("GET", "/repositories/{name:[^{}]+}", get_repository)
     route("PATCH", "/repositories/{name:[^{}]+}", update_repository)
+    route("DELETE", "/repositories/{name:[^{}]+}", delete_repository)
     return app

@@ -11,6 +11,9 @@ from storage_backends import ObjectNotFound, StorageBackend
 from . import layout
 from .errors import NameUnknown
 
+REPOSITORY_PARTS = ("_manifests/tags", "_manifests", "_referrers", "_layers", "_uploads")
+"""A repository's own storage, in the order a delete removes it."""
+
 
 @dataclass(frozen=True)
 class Page:
@@ -33,6 +36,16 @@ class Repositories:
 
     async def exists(self, name: str) -> bool:
         return await self.storage.exists(layout.catalog_entry(name))
+
+    async def delete(self, name: str) -> None:
+        """Remove a repository: its tags first (so nothing resolves any more), then its manifests,
+        referrers, layer links and uploads, and its catalog entry last, so a crash midway leaves a
+        listed repository to delete again. Blobs stay until `gc` finds nothing else uses them;
+        repositories nested below the name (`name/sub`) are untouched."""
+        await self.require(name)
+        for part in REPOSITORY_PARTS:
+            await self.storage.delete_tree(f"{layout.repository(name)}/{part}")
+        await self.storage.delete(layout.catalog_entry(name))
 
     async def require(self, name: str) -> None:
         if not await self.exists(name):

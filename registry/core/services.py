@@ -44,6 +44,11 @@ class Services:
     def options(self) -> RegistryOptions:
         return self.settings.registry
 
+    async def delete_repository(self, name: str) -> None:
+        """A whole repository, content references and Hub records alike (blobs wait for gc)."""
+        await self.repositories.delete(name)
+        await self.hub.repositories.forget(name)
+
     @classmethod
     def over(cls, storage: StorageBackend, database: Database, settings: Settings) -> Services:
         hub = Hub.over(database, settings.auth.default_visibility)

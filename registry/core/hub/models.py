@@ -11,6 +11,9 @@ from pydantic import BaseModel, Field, field_validator
 from .errors import InvalidAccountName
 
 Role = Literal["read", "write", "admin"]
+TokenScope = Literal["read", "write", "delete", "admin"]
+"""What a personal access token may do, as Docker Hub's token scopes: read (pull), write (pull
+and push), delete (and delete), admin (everything its user may, account management included)."""
 Visibility = Literal["public", "private"]
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 RESERVED_NAMES = frozenset({"library", "v1", "v2", "api", "token"})
@@ -35,6 +38,16 @@ class User(Account):
     password_hash: str
     admin: bool = False
     created: float = Field(default_factory=time.time)
+    sessions_after: float | None = None
+    """Web sessions issued before this moment are ended ("sign out everywhere")."""
+    token_scope: TokenScope | None = None
+    """Set when this user proved themself with a personal access token: the most it may do.
+    Never stored; None for a password."""
+
+    @property
+    def manages_account(self) -> bool:
+        """May change the account itself (password, tokens, organizations): a password or an admin-scoped token."""
+        return self.token_scope in (None, "admin")
 
 
 class Organization(Account):
@@ -51,6 +64,7 @@ class AccessToken(BaseModel):
     secret_hash: str
     created: float = Field(default_factory=time.time)
     last_used: float | None = None
+    scope: TokenScope = "admin"
 
 
 class RepositorySettings(BaseModel):

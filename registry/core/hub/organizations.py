@@ -64,7 +64,9 @@ class Organizations:
                     .on_conflict_do_update(index_elements=[members.c.organization, members.c.user], set_={"role": role})
                 )
             org = await _load(connection, org_name)
-        assert org is not None
+            assert org is not None
+            if "admin" not in org.members.values():
+                raise Conflict(f"{org_name!r} must keep at least one admin")  # rolls the change back
         return org
 
 

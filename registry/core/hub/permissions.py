@@ -3,7 +3,8 @@
 A repository's namespace is its first path component. The user of that name owns it; an
 organization of that name grants its members' roles (read: pull; write: pull, push, delete;
 admin: the same plus settings). Public repositories can be pulled by anyone, anonymous
-included. Site admins may do everything. Single-component names belong to site admins.
+included. Site admins may do everything. Single-component names belong to site admins. A
+personal access token's scope caps what its user may do through it (`SCOPE_ACTIONS`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ ROLE_ACTIONS = {
     "admin": frozenset({"pull", "push", "delete", "admin"}),
 }
 ALL_ACTIONS = ROLE_ACTIONS["admin"]
+SCOPE_ACTIONS = {
+    "read": frozenset({"pull"}),
+    "write": frozenset({"pull", "push"}),
+    "delete": frozenset({"pull", "push", "delete"}),
+    "admin": ALL_ACTIONS,
+}
+"""The most a personal access token of each scope may do, whatever its user may."""
 
 
 def namespace_of(repository: str) -> str | None:
@@ -29,7 +37,15 @@ def namespace_of(repository: str) -> str | None:
 
 
 async def repository_actions(hub: Hub, user: User | None, repository: str) -> frozenset[str]:
-    """Every action `user` (None: anonymous) may take on `repository`."""
+    """Every action `user` (None: anonymous) may take on `repository`, no more than the scope
+    of the access token they signed in with allows."""
+    actions = await _role_actions(hub, user, repository)
+    if user is not None and user.token_scope is not None:
+        actions = actions & SCOPE_ACTIONS[user.token_scope]
+    return actions
+
+
+async def _role_actions(hub: Hub, user: User | None, repository: str) -> frozenset[str]:
     actions: frozenset[str] = frozenset()
     if user is not None:
         if user.admin:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..metadata import Database
-from ..metadata.schema import repositories, stars
+from ..metadata.schema import repositories, stars, tag_activity, webhooks
 from .errors import NotFound
 from .models import RepositorySettings, Visibility
 
@@ -98,6 +98,16 @@ class RepositorySettingsStore:
         async with self.database.read() as connection:
             found = await connection.execute(select(stars.c.user).where(stars.c.repository == name, stars.c.user == user))
             return found.first() is not None
+
+
+    async def forget(self, name: str) -> None:
+        """Everything the Hub knows of a deleted repository: settings, stars, tag counts, webhooks
+        (and their deliveries)."""
+        async with self.database.write() as connection:
+            await connection.execute(delete(webhooks).where(webhooks.c.repository == name))
+            await connection.execute(delete(tag_activity).where(tag_activity.c.repository == name))
+            await connection.execute(delete(stars).where(stars.c.repository == name))
+            await connection.execute(delete(repositories).where(repositories.c.name == name))
 
 
 async def _load(connection: AsyncConnection, name: str) -> RepositorySettings | None:

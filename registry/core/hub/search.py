@@ -12,7 +12,7 @@ answers a search.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, literal_column, or_, select, text, true
 
@@ -21,6 +21,8 @@ from ..metadata.schema import repositories
 from .models import RepositorySettings
 from .repository_settings import settings_of
 
+Sort = Literal["relevance", "name", "pushed", "stars"]
+SORTS: tuple[Sort, ...] = ("relevance", "name", "pushed", "stars")
 FTS_MINIMUM = 3
 """Trigram indexes find substrings of at least three characters; shorter queries scan."""
 
@@ -80,14 +82,31 @@ class SearchIndex:
             else_=3,
         )
 
-    async def search(self, query: str, *, page: int, page_size: int, audience: Audience) -> SearchPage:
+    @staticmethod
+    def _order(sort: Sort, rank: ColumnElement[int]) -> list[ColumnElement[Any]]:
+        name, stars, pushed = repositories.c.name, repositories.c.star_count.desc(), repositories.c.pushed.desc().nulls_last()
+        orders: dict[Sort, list[ColumnElement[Any]]] = {
+            "relevance": [rank, stars, name],
+            "name": [name],
+            "pushed": [pushed, name],
+            "stars": [stars, name],
+        }
+        return orders[sort]
+
+    async def search(
+        self, query: str, *, page: int, page_size: int, audience: Audience, sort: Sort = "relevance", namespace: str | None = None
+    ) -> SearchPage:
+        """One page of the repositories matching `query` (every one when empty) that `audience`
+        may see, optionally only those of one namespace, in the order `sort` names."""
         query = query.strip().lower()
         where = and_(self._matching(query), self._visible(audience))
+        if namespace is not None:
+            where = and_(where, repositories.c.namespace == namespace)
         rank = self._rank(query).label("rank")
         listing = (
             select(repositories, rank, func.count().over().label("total"))
             .where(where)
-            .order_by(rank, repositories.c.star_count.desc(), repositories.c.name)
+            .order_by(*self._order(sort, rank))
             .limit(page_size)
             .offset((page - 1) * page_size)
         )

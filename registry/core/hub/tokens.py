@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from ..metadata import Database
 from ..metadata.schema import access_tokens, accounts, ended_sessions, refresh_tokens
 from .errors import NotFound
-from .models import AccessToken, User
+from .models import AccessToken, TokenScope, User
 from .records import sha256
 
 TOKEN_PREFIX = "dkp_"
@@ -30,11 +30,11 @@ class Tokens:
         self.database = database
 
     # -- personal access tokens ----------------------------------------------------------------
-    async def create(self, user: str, name: str) -> tuple[AccessToken, str]:
+    async def create(self, user: str, name: str, scope: TokenScope = "admin") -> tuple[AccessToken, str]:
         """A new token of an existing user: its record, and the secret (shown once)."""
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        record = AccessToken(id=token_id, user=user, name=name, secret_hash=sha256(secret))
+        record = AccessToken(id=token_id, user=user, name=name, secret_hash=sha256(secret), scope=scope)
         async with self.database.write() as connection:
             kind = (await connection.execute(select(accounts.c.kind).where(accounts.c.name == user))).scalar()
             if kind != "user":
@@ -55,24 +55,33 @@ class Tokens:
             # refresh tokens issued for it die with it
             await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.access_token == token_id))
 
-    async def matches(self, user: str, presented: str) -> bool:
-        """`presented` is a live access token of `user` (one lookup, whether or not the user exists)."""
+    async def get(self, user: str, token_id: str) -> AccessToken | None:
+        async with self.database.read() as connection:
+            row = (await connection.execute(select(access_tokens).where(access_tokens.c.user == user, access_tokens.c.id == token_id))).mappings().first()
+        return AccessToken.model_construct(**row) if row else None
+
+    async def scope_of(self, user: str, presented: str) -> TokenScope | None:
+        """The scope of `presented` when it is a live access token of `user`, else None (one
+        lookup, whether or not the user exists)."""
         token_id, _, secret = presented.removeprefix(TOKEN_PREFIX).partition("_")
         if not token_id.isalnum() or not secret:
-            return False
+            return None
         async with self.database.read() as connection:
             row = (
                 await connection.execute(
-                    select(access_tokens.c.secret_hash, access_tokens.c.last_used).where(access_tokens.c.user == user, access_tokens.c.id == token_id)
+                    select(access_tokens.c.secret_hash, access_tokens.c.last_used, access_tokens.c.scope).where(
+                        access_tokens.c.user == user, access_tokens.c.id == token_id
+                    )
                 )
             ).first()
         if row is None or not hmac.compare_digest(row.secret_hash, sha256(secret)):
-            return False
+            return None
         now = time.time()
         if row.last_used is None or row.last_used < now - LAST_USED_RESOLUTION:
             async with self.database.write() as connection:
                 await connection.execute(update(access_tokens).where(access_tokens.c.id == token_id).values(last_used=now))
-        return True
+        scope: TokenScope = row.scope
+        return scope
 
     # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
     async def create_refresh(self, user: User, signed_in_with: str) -> str:
@@ -95,22 +104,28 @@ class Tokens:
         async with self.database.read() as connection:
             row = (
                 await connection.execute(
-                    select(refresh_tokens, accounts.c.password_hash, accounts.c.admin, accounts.c.created.label("user_created"))
+                    select(
+                        refresh_tokens, accounts.c.password_hash, accounts.c.admin, accounts.c.created.label("user_created"),
+                        accounts.c.sessions_after,
+                    )  # fmt: skip
                     .join(accounts, accounts.c.name == refresh_tokens.c.user)
                     .where(refresh_tokens.c.token_hash == key)
                 )
             ).mappings().first()
-            live_access_token = row is not None and (
-                row["access_token"] is None
-                or (await connection.execute(select(access_tokens.c.id).where(access_tokens.c.id == row["access_token"]))).first() is not None
-            )
+            scope: TokenScope | None = None
+            if row is not None and row["access_token"] is not None:
+                scope = (await connection.execute(select(access_tokens.c.scope).where(access_tokens.c.id == row["access_token"]))).scalar()
+            live_access_token = row is not None and (row["access_token"] is None or scope is not None)
         if row is None:
             return None
         if row["password"] != sha256(row["password_hash"]) or not live_access_token:
             async with self.database.write() as connection:  # issued before the password changed, or its access token was revoked
                 await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.token_hash == key))
             return None
-        return User.model_construct(name=row["user"], password_hash=row["password_hash"], admin=row["admin"], created=row["user_created"])
+        return User.model_construct(
+            name=row["user"], password_hash=row["password_hash"], admin=row["admin"], created=row["user_created"],
+            sessions_after=row["sessions_after"], token_scope=scope,
+        )  # fmt: skip
 
     # -- web sessions ended by signing out --------------------------------------------------------
     async def end_session(self, nonce: str, expires: int) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import bcrypt
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import RowMapping
 
 from ..metadata import Database
-from ..metadata.schema import accounts
+from ..metadata.schema import accounts, refresh_tokens
 from .errors import Conflict, NotFound
 from .models import RESERVED_NAMES, User, validate_account_name
 from .records import create_account, is_account_name
@@ -17,7 +18,10 @@ from .tokens import TOKEN_PREFIX, Tokens
 
 
 def _user(row: RowMapping) -> User:
-    return User.model_construct(name=row["name"], password_hash=row["password_hash"], admin=row["admin"], created=row["created"])
+    return User.model_construct(
+        name=row["name"], password_hash=row["password_hash"], admin=row["admin"], created=row["created"],
+        sessions_after=row["sessions_after"], token_scope=None,
+    )  # fmt: skip
 
 
 class Users:
@@ -61,6 +65,17 @@ class Users:
         if changed.rowcount == 0:
             raise NotFound(f"no user {name!r}")
 
+    async def end_sessions(self, name: str) -> None:
+        """Sign out everywhere: every web session of the user issued until now ends, and so do
+        the refresh tokens clients hold. Passwords and access tokens keep working."""
+        async with self.database.write() as connection:
+            changed = await connection.execute(
+                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(sessions_after=time.time())
+            )
+            if changed.rowcount == 0:
+                raise NotFound(f"no user {name!r}")
+            await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.user == name))
+
     async def ensure_admin(self, name: str, password: str) -> None:
         """The configured initial admin exists with that password (replicas starting together
         may both try: the loser of the insert updates instead)."""
@@ -87,8 +102,8 @@ class Users:
         if secret.startswith(TOKEN_PREFIX):
             if not is_account_name(name):
                 return None  # no such name can exist
-            matches = await self.tokens.matches(name, secret)  # the same lookup whether or not the user exists
-            return user if user is not None and matches else None
+            scope = await self.tokens.scope_of(name, secret)  # the same lookup whether or not the user exists
+            return user.model_copy(update={"token_scope": scope}) if user is not None and scope is not None else None
         if user is None:
             await hash_password(secret)
             return None

@@ -31,7 +31,7 @@ MIGRATIONS = str(Path(__file__).with_name("migrations"))
 MIGRATION_LOCK = 7_320_114_519  # any fixed 64-bit number: PostgreSQL's advisory lock for migrations
 BUSY_TIMEOUT_MS = 30_000
 MEMORY = "sqlite://"
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 """The newest migration (a test checks it is Alembic's head): a database already there is
 recognised without loading Alembic, which every worker process would otherwise carry."""
 

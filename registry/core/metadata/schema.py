@@ -29,6 +29,7 @@ accounts = Table(
     Column("password_hash", Text),  # users only (bcrypt)
     Column("admin", Boolean, nullable=False, default=False),
     Column("created", Float, nullable=False),
+    Column("sessions_after", Float),  # users: web sessions issued before this time are ended
 )
 
 members = Table(
@@ -49,6 +50,7 @@ access_tokens = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("created", Float, nullable=False),
     Column("last_used", Float),
+    Column("scope", String(16), nullable=False, server_default="admin"),  # read | write | delete | admin
 )
 Index(None, access_tokens.c.user)
 
