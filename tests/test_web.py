@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -163,12 +164,15 @@ async def test_index_tag_lists_each_platform_with_its_size(aiohttp_client, stora
 
     repo = await page(client, "/r/team/multi")
     assert "linux/amd64" in repo and "linux/arm64" in repo
-    assert f'href="/r/team/multi/-/manifests/{amd64.digest}"' in repo
+    assert f'href="/r/team/multi/-/manifests/{amd64.digest}?index={index.digest}"' in repo
     assert f">{human_size(image_size(amd64))}<" in repo and f">{human_size(image_size(arm64))}<" in repo
     tag = await page(client, "/r/team/multi/-/tags/latest")
     assert amd64.digest in tag and arm64.digest in tag and ">index<" in tag
-    child = await page(client, f"/r/team/multi/-/manifests/{arm64.digest}")
+    child = await page(client, f"/r/team/multi/-/manifests/{arm64.digest}?index={index.digest}")
     assert arm64.layers[0].digest in child and "linux/arm64" in child
+    assert f'href="/r/team/multi/-/manifests/{index.digest}">the index' in child, "a child links back to its index"
+    alone = await page(client, f"/r/team/multi/-/manifests/{arm64.digest}?index={arm64.digest}")
+    assert "the index" not in alone, "an index that does not list the image is not claimed as its parent"
 
 
 # -- escaping and visibility ----------------------------------------------------------------------
@@ -204,7 +208,14 @@ async def test_private_repositories_are_hidden_from_anonymous_and_other_users(ai
         home = await page(client, "/")
         assert "alice/open" in home and "alice/secret" not in home
         assert "alice/secret" not in await page(client, "/search?q=secret")
-        for path in ("/r/alice/secret", "/r/alice/secret/-/tags/v1", "/r/alice/secret/-/settings"):
+        paths = ["/r/alice/secret", "/r/alice/secret/-/tags/v1", "/r/alice/secret/-/manifests/sha256:" + "0" * 64]
+        if who:  # a signed-out visitor is sent to sign in from every settings or delete page, whether or not it exists
+            paths += ["/r/alice/secret/-/settings", "/r/alice/secret/-/delete", "/r/alice/secret/-/delete-tag/v1"]
+        else:
+            for path in ("/r/alice/secret/-/settings", "/r/alice/secret/-/delete", "/r/alice/absent/-/delete-tag/v1"):
+                redirect = await client.get(path, allow_redirects=False)
+                assert redirect.status == 303 and redirect.headers["Location"] == "/login?next=" + quote(path, safe=""), path
+        for path in paths:
             hidden = await page(client, path, 404)
             missing = await page(client, path.replace("secret", "absent"), 404)
             assert hidden.replace("secret", "absent") == missing  # exactly like a repository that does not exist
@@ -330,7 +341,7 @@ async def test_settings_form_refuses_non_admins_and_bad_csrf(aiohttp_client, sto
     saved = await client.post(
         "/r/alice/app/-/settings", data={"description": "new words", "visibility": "private", "csrf": csrf_of(form)}, allow_redirects=False
     )
-    assert saved.status == 303 and saved.headers["Location"] == "/r/alice/app"
+    assert saved.status == 303 and saved.headers["Location"] == "/r/alice/app?done=saved"
     assert "new words" in await page(client, "/r/alice/app")
     assert "new words" in await page(client, "/search?q=words")  # the search index follows
     client.session.cookie_jar.clear()
@@ -419,7 +430,7 @@ async def test_browser_signs_in_searches_and_reads_an_image(chromium: str, tmp_p
                 await expect(browser.locator("h1")).to_have_text("alice/webapp")
 
                 await browser.click("a.tag:has-text('v1')")
-                digests = await browser.locator("tr.layer code.digest").all_inner_texts()
+                digests = await browser.locator("tr.layer button.copy").evaluate_all("buttons => buttons.map(b => b.dataset.copyText)")
                 assert digests == [layer.digest for layer in image.layers]
                 pull = f"docker pull {registry.host}:{registry.port}/alice/webapp:v1"
                 await expect(browser.locator("#pull-command")).to_have_text(pull)

@@ -27,6 +27,7 @@ from .observability import METRICS, Metrics, add_observability
 from .v2 import blobs, listing, manifests, referrers, uploads
 from .v2.errors import EndpointUnknown, error_response, errors_middleware
 from .web import add_web_routes
+from .web.visit import not_found_page, wants_html
 from .webhook_sender import AiohttpSender
 
 NAME = "{name:[^{}]+?}"
@@ -94,13 +95,15 @@ def distribution_app(registry: Services) -> web.Application:
 
 @web.middleware
 async def _unknown_paths(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A path no part of the registry serves: the distribution API's NOT_FOUND, as registries
-    answer it."""
+    """A path no part of the registry serves: a styled page for a browser (by its Accept header),
+    else the distribution API's NOT_FOUND, as registries answer it."""
     try:
         return await handler(request)
     except web.HTTPNotFound:
         if request.match_info.http_exception is None:
             raise  # a handler's own 404
+        if wants_html(request):
+            return await not_found_page(request)
         return error_response(request, EndpointUnknown(f"no endpoint at {request.path}"))
 
 

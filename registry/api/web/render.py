@@ -2,6 +2,7 @@
 
 Everything a template prints is escaped unless marked safe, and no template marks
 user-provided text safe: descriptions, labels, env values and history lines are shown as text.
+The one exception is a README, which only reaches the page through `markdown` (sanitized).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .markdown import render_markdown
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -86,6 +90,12 @@ def command(words: list[str] | None) -> str:
     return " ".join(word if word and not any(c in word for c in " \t\"'\\$") else repr(word) for word in words)
 
 
+def url(path: str, **params: object) -> str:
+    """`path` with a query string of the non-empty `params` (for pagers, sorts and filters)."""
+    kept = {key: str(value) for key, value in params.items() if value not in (None, "") and not (key == "page" and value == 1)}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
 def count(value: int) -> str:
     """A count as Docker Hub prints pulls: 999, 1.2K, 10K, 3.4M."""
     for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
@@ -106,6 +116,8 @@ ENVIRONMENT.filters.update(
     size=human_size, timestamp=timestamp, iso=iso, ago=ago, short_digest=short_digest, created=created_time, command=command,
     count=count,
 )
+ENVIRONMENT.filters["markdown"] = render_markdown
+ENVIRONMENT.globals.update(url=url)
 
 
 def render(template: str, context: dict[str, Any], status: int = 200) -> web.Response:

@@ -4,9 +4,10 @@ A session is stateless: the cookie holds a small JSON record and an HMAC-SHA256 
 with a secret derived from the token signing key (`TokenSigner.derive_key`), so every replica
 sharing `auth.token_key_file` accepts every other's cookies, and nothing is stored server side.
 
-The record names the user, a random nonce, an expiry, a fingerprint of the user's password
+The record names the user, a random nonce, its issue time and expiry, a fingerprint of the user's password
 hash (changing the password ends every session) and, when the visitor signed in with a
-personal access token, that token's id (revoking it ends the session). Visitors who have not
+personal access token, that token's id (revoking it ends the session, and its scope bounds
+what the session may do). "Sign out everywhere" ends the sessions issued before it. Visitors who have not
 signed in get a session without a user when they open the sign-in form, so that form is
 CSRF-protected too; signing in issues a new nonce (no session fixation).
 
@@ -48,6 +49,8 @@ class Session:
     """Fingerprint of the user's password hash when the session was made."""
     token_id: str | None = None
     """The personal access token the user signed in with, if any."""
+    issued: float = 0.0
+    """When the session was made; "sign out everywhere" ends every session issued before."""
 
 
 def _b64encode(data: bytes) -> str:
@@ -71,13 +74,14 @@ class Sessions:
     # -- making and reading sessions ----------------------------------------------------------
     def new(self, user: str | None = None, password_hash: str | None = None, token_id: str | None = None) -> Session:
         fingerprint = self.fingerprint(password_hash) if password_hash else None
-        return Session(user, secrets.token_urlsafe(16), int(time.time()) + LIFETIME, fingerprint, token_id)
+        now = time.time()
+        return Session(user, secrets.token_urlsafe(16), int(now) + LIFETIME, fingerprint, token_id, now)
 
     def fingerprint(self, password_hash: str) -> str:
         return hmac.new(self._fingerprint_key, password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
     def encode(self, session: Session) -> str:
-        record = {"u": session.user, "n": session.nonce, "e": session.expires, "p": session.password, "t": session.token_id}
+        record = {"u": session.user, "n": session.nonce, "e": session.expires, "p": session.password, "t": session.token_id, "i": session.issued}
         payload = _b64encode(json.dumps(record, separators=(",", ":")).encode())
         signature = _b64encode(hmac.new(self._cookie_key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{signature}"
@@ -92,7 +96,9 @@ class Sessions:
             return None
         try:
             record = json.loads(_b64decode(payload))
-            session = Session(record["u"], str(record["n"]), int(record["e"]), record.get("p"), record.get("t"))
+            expires = int(record["e"])
+            issued = float(record.get("i", expires - LIFETIME))
+            session = Session(record["u"], str(record["n"]), expires, record.get("p"), record.get("t"), issued)
         except (binascii.Error, ValueError, KeyError, TypeError):
             return None
         return session if session.expires > time.time() else None
