@@ -8,8 +8,12 @@ DATA ?= ./data
 # chromium for the web page test (Playwright drives it; `playwright install` is never run), runc
 # for the engine with the CNI plugins and iptables for its networks, docker.io (Debian's dockerd) as the reference
 # engine the engine is compared with, docker-compose, which the engine must serve, and PostgreSQL
-# (the tests start their own server on loopback from its binaries: the Hub's replica database).
-APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc containernetworking-plugins iptables docker.io nginx chromium docker-compose postgresql
+# (the tests start their own server on loopback from its binaries: the Hub's replica database),
+# and npm, which fetches axe-core, the accessibility checker the web page tests inject (Debian's
+# npm package only when no npm is installed: NodeSource's nodejs carries its own and conflicts).
+APT_PACKAGES := skopeo podman docker-registry busybox-static crun runc containernetworking-plugins iptables docker.io nginx chromium docker-compose postgresql $(if $(shell command -v npm),,npm)
+AXE_VERSION := 4.14.1
+AXE := $(VENV)/axe/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # what the engine itself needs on a host
@@ -47,8 +51,12 @@ apt-packages:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: lint apt-packages
+test: lint apt-packages $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# axe-core for the web page's accessibility scans (tests/test_web_browser.py), pinned
+$(AXE): | apt-packages $(BIN)/python
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/axe axe-core@$(AXE_VERSION)
 
 # ruff (lint and import order) over everything; mypy --strict over ocispec, storage_backends and registry.core
 lint: $(VENV)/.test

@@ -12,7 +12,6 @@ import jwt
 from aiohttp.test_utils import TestClient
 
 from registry.api.context import SERVICES
-
 from tests.hub import ADMIN, basic, create_user, hub_client, token
 from tests.oci import push_image
 from tests.test_web import configured_image, csrf_of, disk, page, push_as, set_repository, sign_in  # noqa: F401 (fixture)

@@ -8,6 +8,7 @@ The one exception is a README, which only reaches the page through `markdown` (s
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from .markdown import render_markdown
 
@@ -96,6 +98,11 @@ def url(path: str, **params: object) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
+def breakable(text: str) -> Markup:
+    """Text that may wrap after `/` and `:` (a pull command on a phone) instead of mid-word."""
+    return Markup("").join(Markup("{}<wbr>").format(part) if part in "/:" else part for part in re.split(r"([/:])", text))
+
+
 def count(value: int) -> str:
     """A count as Docker Hub prints pulls: 999, 1.2K, 10K, 3.4M."""
     for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
@@ -114,7 +121,7 @@ ENVIRONMENT = Environment(
 )
 ENVIRONMENT.filters.update(
     size=human_size, timestamp=timestamp, iso=iso, ago=ago, short_digest=short_digest, created=created_time, command=command,
-    count=count,
+    count=count, breakable=breakable,
 )
 ENVIRONMENT.filters["markdown"] = render_markdown
 ENVIRONMENT.globals.update(url=url)
