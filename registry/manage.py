@@ -40,6 +40,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     create = token.add_parser("create", parents=[common], help="create a token (printed once)")
     create.add_argument("user")
     create.add_argument("token_name")
+    create.add_argument("--scope", choices=["read", "write", "delete", "admin"], default="admin",
+                        help="the most the token may do: read (pull), write (and push), delete (and delete), admin (everything; default)")  # fmt: skip
     listing = token.add_parser("list", parents=[common], help="list a user's tokens")
     listing.add_argument("user")
     revoke = token.add_parser("revoke", parents=[common], help="revoke a token")
@@ -120,10 +122,10 @@ async def _dispatch(args: argparse.Namespace, storage: StorageBackend, hub: Hub)
         if args.action == "list":
             return "\n".join(await hub.users.names())
         if args.token_action == "create":
-            record, secret = await hub.tokens.create(args.user, args.token_name)
-            return f"{secret}\n(token id {record.id}; it is shown only once)"
+            record, secret = await hub.tokens.create(args.user, args.token_name, args.scope)
+            return f"{secret}\n(token id {record.id}, scope {record.scope}; it is shown only once)"
         if args.token_action == "list":
-            return "\n".join(f"{t.id}\t{t.name}" for t in await hub.tokens.of(args.user))
+            return "\n".join(f"{t.id}\t{t.scope}\t{t.name}" for t in await hub.tokens.of(args.user))
         await hub.tokens.revoke(args.user, args.token_id)
         return f"revoked token {args.token_id} of {args.user}"
     if args.command == "org":

@@ -389,3 +389,24 @@ async def test_auth_disabled_pages_offer_no_changes(aiohttp_client, disk):
     assert (await client.post("/r/team/app/-/delete-tag/v1", data={})).status == 403
     assert (await client.post("/r/team/app/-/delete", data={"confirm": "team/app"})).status == 403
     assert "team/app" in await page(client, "/u/team")
+
+
+async def test_offline_cli_creates_scoped_tokens_the_registry_honours(aiohttp_client, tmp_path):
+    import subprocess
+    import sys
+
+    from registry.api.app import create_app
+    from storage_backends.filesystem import FilesystemBackend
+    from tests.hub import hub_settings
+
+    root = tmp_path / "store"
+    run = [sys.executable, "-m", "registry"]
+    subprocess.run([*run, "user", "add", "alice", "--password-stdin", "--storage-root", str(root)], input=b"alice-password", check=True)
+    made = subprocess.run([*run, "user", "token", "create", "alice", "ci", "--scope", "write", "--storage-root", str(root)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    secret = made.stdout.split()[0]
+    assert "scope write" in made.stdout
+    listed = subprocess.run([*run, "user", "token", "list", "alice", "--storage-root", str(root)], capture_output=True, text=True, check=True)
+    assert "\twrite\tci" in listed.stdout
+    client = await aiohttp_client(create_app(FilesystemBackend(root), hub_settings()))
+    assert granted(await token(client, ("alice", secret), "repository:alice/app:pull,push,delete")) == ["pull", "push"]
