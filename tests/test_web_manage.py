@@ -410,3 +410,36 @@ async def test_offline_cli_creates_scoped_tokens_the_registry_honours(aiohttp_cl
     assert "\twrite\tci" in listed.stdout
     client = await aiohttp_client(create_app(FilesystemBackend(root), hub_settings()))
     assert granted(await token(client, ("alice", secret), "repository:alice/app:pull,push,delete")) == ["pull", "push"]
+
+
+async def test_settings_show_each_webhooks_recent_deliveries_with_their_outcome(aiohttp_client, aiohttp_server, disk):
+    from tests.test_webhooks import delivered, hub, start_receiver
+
+    client = await hub(aiohttp_client, disk)
+    alice = await owner_and_repository(client)
+    flaky = await start_receiver(aiohttp_server, statuses=[503])  # answers 503 once, then 200
+    refusing = await start_receiver(aiohttp_server, statuses=[400])  # a client error is not retried
+    for receiver in (flaky, refusing):
+        made = await client.post("/api/v1/repositories/alice/app/-/webhooks", json={"url": receiver.url}, headers=basic(*alice))
+        assert made.status == 201
+    await push_as(client, alice, "alice/app", configured_image(), "v2")
+    await delivered(client)
+
+    await sign_in(client, *alice)
+    settings = await page(client, "/r/alice/app/-/settings")
+    hooks = settings[settings.index('id="webhooks"'):]
+    first, second = hooks.split('<li class="card">')[1:3]
+    assert flaky.url in first and '<span class="good">delivered</span>' in first and "HTTP 200" in first
+    assert re.search(r'<td class="num">2</td>', first), "two attempts"
+    assert refusing.url in second and '<span class="bad">failed</span>' in second and "HTTP 400" in second
+
+
+async def test_a_repository_delete_cut_short_is_finished_by_deleting_again(aiohttp_client, disk):
+    """A crash after the storage is gone but before the Hub forgot the repository leaves
+    settings behind; the admin API's delete finishes the job instead of failing."""
+    client = await hub_client(aiohttp_client, disk)
+    alice = await owner_and_repository(client, "alice/app")
+    await client.server.app[SERVICES].repositories.delete("alice/app")  # the storage half only
+    assert (await client.get("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 200
+    assert (await client.delete("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 204
+    assert (await client.get("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 404

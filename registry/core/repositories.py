@@ -40,9 +40,9 @@ class Repositories:
     async def delete(self, name: str) -> None:
         """Remove a repository: its tags first (so nothing resolves any more), then its manifests,
         referrers, layer links and uploads, and its catalog entry last, so a crash midway leaves a
-        listed repository to delete again. Blobs stay until `gc` finds nothing else uses them;
-        repositories nested below the name (`name/sub`) are untouched."""
-        await self.require(name)
+        listed repository to delete again (deleting what is already gone is no error). Blobs stay
+        until `gc` finds nothing else uses them; repositories nested below the name (`name/sub`)
+        are untouched."""
         for part in REPOSITORY_PARTS:
             await self.storage.delete_tree(f"{layout.repository(name)}/{part}")
         await self.storage.delete(layout.catalog_entry(name))
