@@ -373,6 +373,10 @@ async def test_unknown_pages_are_styled_html_for_browsers_and_json_for_api_clien
     assert browser.status == 404 and browser.content_type == "text/html"
     text = await browser.text()
     assert '<html lang="en">' in text and "<title>Page not found · Dockyard</title>" in text
+    for path in ("/static/missing.css", "/logout"):  # a missing file; a form's address opened with GET
+        other = await client.get(path, headers={"Accept": "text/html"})
+        assert other.status in (404, 405) and other.content_type == "text/html" and '<html lang="en">' in await other.text(), path
+    assert (await client.get("/logout", headers={"Accept": "text/html"})).headers["Allow"] == "POST"
     api = await client.get("/no/such/page")
     assert api.status == 404 and api.content_type == "application/json"
     assert (await api.json())["errors"][0]["code"] == "NOT_FOUND"

@@ -27,7 +27,7 @@ from .observability import METRICS, Metrics, add_observability
 from .v2 import blobs, listing, manifests, referrers, uploads
 from .v2.errors import EndpointUnknown, error_response, errors_middleware
 from .web import add_web_routes
-from .web.visit import not_found_page, wants_html
+from .web.visit import error_page, wants_html
 from .webhook_sender import AiohttpSender
 
 NAME = "{name:[^{}]+?}"
@@ -98,13 +98,20 @@ async def _unknown_paths(request: web.Request, handler: Handler) -> web.StreamRe
     """A path no part of the registry serves: a styled page for a browser (by its Accept header),
     else the distribution API's NOT_FOUND, as registries answer it."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPNotFound:
+        if wants_html(request):  # a page that is not there
+            return await error_page(request, 404)
         if request.match_info.http_exception is None:
             raise  # a handler's own 404
-        if wants_html(request):
-            return await not_found_page(request)
         return error_response(request, EndpointUnknown(f"no endpoint at {request.path}"))
+    except web.HTTPMethodNotAllowed as refused:
+        if wants_html(request):  # e.g. GET of a form's address
+            page = await error_page(request, 405)
+            page.headers["Allow"] = refused.headers.get("Allow", "")
+            return page
+        raise
+    return response
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,15 @@ from .views import TagSort
 from .visit import SESSIONS, Page, integer, page, safe_next, see_other, visitor
 
 NAME = "{name:[a-z0-9][a-z0-9._/-]*?}"
+STATIC_FILES = {path.name: path for path in STATIC.iterdir() if path.is_file()}
+"""The stylesheet and the script, by name: nothing else under /static/ is ever served."""
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = STATIC_FILES.get(request.match_info["file"])
+    if path is None:
+        raise web.HTTPNotFound()  # a browser gets the styled page (`app._unknown_paths`)
+    return web.FileResponse(path)
 
 
 # -- browsing --------------------------------------------------------------------------------
@@ -139,4 +148,4 @@ def add_web_routes(app: web.Application) -> None:
         route("POST", "/login", login)
         route("POST", "/logout", logout)
         account_pages.add_routes(app)
-    app.router.add_static("/static", STATIC)
+    route("GET", "/static/{file}", static_file)

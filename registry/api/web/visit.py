@@ -142,9 +142,12 @@ def page(handler: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
     return handle
 
 
-async def not_found_page(request: web.Request) -> web.Response:
-    """The styled 404 for a browser that asked for a path nothing serves."""
+async def error_page(request: web.Request, status: int) -> web.Response:
+    """The styled page for a browser that asked for a path nothing serves (404), or used a
+    method the path does not take (405)."""
     visit = await visitor(request)
+    if status == 405:
+        return visit.error(405, "Not here", f"{request.path} does not answer a {request.method}; it is the address of a form.")
     return visit.error(404, "Page not found", f"Nothing is served at {request.path}.")
 
 
