@@ -461,6 +461,105 @@ def reference_server(workdir: Path, binary: str, access_log: bool) -> Server:
     return Server("reference", [binary, "serve", str(config)], workdir, port, expect_exe=None)
 
 
+def nginx_server(workdir: Path, binary: str, root: Path) -> Server:
+    """nginx serving Dockyard's own blob files with sendfile: the limit of a static pull."""
+    port = free_port()
+    config = workdir / "nginx.conf"
+    config.write_text(
+        "\n".join(
+            [
+                "daemon off;",
+                "worker_processes auto;",
+                *(["user root;"] if os.geteuid() == 0 else []),  # the bench's temp directory is private
+                f"pid {workdir}/nginx.pid;",
+                f"error_log {workdir}/nginx-error.log error;",
+                "events { worker_connections 256; }",
+                "http {",
+                "  access_log off;",
+                "  sendfile on;",
+                "  tcp_nopush on;",
+                "  default_type application/octet-stream;",
+                f"  client_body_temp_path {workdir}/nginx-body;",
+                f"  proxy_temp_path {workdir}/nginx-proxy;",
+                f"  fastcgi_temp_path {workdir}/nginx-fastcgi;",
+                f"  uwsgi_temp_path {workdir}/nginx-uwsgi;",
+                f"  scgi_temp_path {workdir}/nginx-scgi;",
+                f"  server {{ listen 127.0.0.1:{port}; root {root}; location = /v2/ {{ return 200; }} }}",
+                "}",
+                "",
+            ]
+        )
+    )
+    return Server("nginx", [binary, "-c", str(config), "-p", str(workdir)], workdir, port, expect_exe="nginx")
+
+
+def blob_path(digest: str) -> str:
+    """Where the filesystem backend keeps a blob, below its root (registry.core.layout.blob)."""
+    encoded = digest.split(":", 1)[1]
+    return f"blobs/sha256/{encoded[:2]}/{encoded}"
+
+
+def fsync_write_loop(directory: Path, content: Content, layers: list[Layer], concurrency: int) -> float:
+    """MB/s of the plainest crash-safe store: each layer written in 1 MiB writes to a temporary
+    file, fsynced, renamed, its directory fsynced, `concurrency` at once. The limit of a push."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(layer: Layer) -> None:
+        temporary = directory / f".{layer.digest[7:]}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for chunk in content.chunks(layer.seed, layer.size, MiB):
+                os.write(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, directory / layer.digest[7:])
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(write, layers))
+    seconds = time.monotonic() - started
+    shutil.rmtree(directory, ignore_errors=True)
+    return mb_per_s(sum(layer.size for layer in layers), seconds)
+
+
+async def pull_bytes(session: aiohttp.ClientSession, url: str, size: int) -> int:
+    """GET and count the bytes, nothing else: what a cache or a mirror does."""
+    received = 0
+    async with session.get(url) as response:
+        expect(response, 200, "pull")
+        async for chunk in response.content.iter_chunked(READ_SIZE):
+            received += len(chunk)
+    if received != size:
+        raise BenchError(f"pull of {url}: got {received} bytes, expected {size}")
+    return received
+
+
+async def pull_bytes_rate(urls: list[tuple[str, int]], concurrency: int, repeats: int = 3) -> float:
+    """Median MB/s of `repeats` passes over every URL, `concurrency` at once."""
+    rates = []
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(session: aiohttp.ClientSession, url: str, size: int) -> int:
+        async with slots:
+            return await pull_bytes(session, url, size)
+
+    async with client_session(max(4, concurrency)) as session:
+        for _ in range(repeats):
+            await settle()
+            started = time.monotonic()
+            total = sum(await asyncio.gather(*(one(session, url, size) for url, size in urls)))
+            rates.append(mb_per_s(total, time.monotonic() - started))
+    return statistics.median(rates)
+
+
 # --------------------------------------------------------------------------------------------
 # the distribution API, as a client
 # --------------------------------------------------------------------------------------------
@@ -907,6 +1006,8 @@ class Options:
     small_concurrency: int
     quick: bool
     push_concurrency: int = 4
+    small_blob_mb: float = 64
+    large_blob_mb: float = 1024
 
 
 async def settle() -> None:
@@ -1007,6 +1108,34 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
                 f"chunked {figures['push_chunked']['mb_per_s']:7.1f} MB/s, pull {figures['pull']['mb_per_s']:7.1f} MB/s (verified)"
             )
 
+    # The limits: the last round's layers, pulled as bytes only from each registry and from
+    # nginx serving Dockyard's files with sendfile; its docker-pattern layers written by a
+    # plain fsync'd loop.
+    last_layers = [*plan[-1][0], *plan[-1][1]]
+    for name, server in servers.items():
+        urls = [(f"{server.url}/v2/{repo}/blobs/{layer.digest}", layer.size) for layer in last_layers]
+        results[name]["pull_bytes"] = {"mb_per_s": round(await pull_bytes_rate(urls, options.push_concurrency), 1)}
+    nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx_binary).exists():
+        raise BenchError("nginx is missing (apt-get install nginx): it is the static-pull limit")
+    dockyard_root = servers["dockyard"].workdir / "dockyard-data"
+    nginx = nginx_server(servers["dockyard"].workdir, nginx_binary, dockyard_root)
+    nginx.start()
+    try:
+        nginx.wait_ready()
+        urls = [(f"{nginx.url}/{blob_path(layer.digest)}", layer.size) for layer in last_layers]
+        results["nginx"] = {"pull_bytes": {"mb_per_s": round(await pull_bytes_rate(urls, options.push_concurrency), 1)}}
+    finally:
+        nginx.stop()
+    await settle()
+    disk_rate = await asyncio.to_thread(fsync_write_loop, servers["dockyard"].workdir / "disk-loop", content, plan[-1][0], options.push_concurrency)
+    results["disk"] = {"rounds": [{"push_docker": {"mb_per_s": round(disk_rate, 1)}}]}
+    log(
+        f"limits       : pull bytes only dockyard {results['dockyard']['pull_bytes']['mb_per_s']} MB/s, "
+        f"reference {results['reference']['pull_bytes']['mb_per_s']} MB/s, nginx sendfile {results['nginx']['pull_bytes']['mb_per_s']} MB/s; "
+        f"fsync'd write loop {disk_rate:.1f} MB/s"
+    )
+
     # The image whose manifest and blobs the HEAD phases ask for.
     manifest_layers = plan[0][0]
     for name, server in servers.items():
@@ -1088,6 +1217,20 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
             log(f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
                 f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req")
 
+    # Memory must not grow with blob size: one small and one large blob, pushed and pulled one
+    # at a time, each under its own sampler.
+    for label, size_mb in (("blob_small", options.small_blob_mb), ("blob_large", options.large_blob_mb)):
+        [layer] = make_layers(content, 9_000_000 + int(size_mb), 1, int(size_mb * MiB))
+        for name, server in servers.items():
+            await settle()
+            with MemorySampler({name: server}, interval=0.05) as sampler:
+                async with client_session(2) as session:
+                    await push_streamed(session, server.url, "bench/large", layer, content)
+                    await pull_verified(session, server.url, "bench/large", layer)
+            results[name][label] = {"size_mib": size_mb, "peak_pss_mib": round(sampler.peak_kib[name] / 1024, 1)}
+        log(f"{label:13}: {size_mb:g} MiB pushed and pulled, peak PSS dockyard {results['dockyard'][label]['peak_pss_mib']} MiB, "
+            f"reference {results['reference'][label]['peak_pss_mib']} MiB")  # fmt: skip
+
     # CPU that neither this script nor the two servers used: other work on the machine, which
     # makes the figures noisy (the profiler, if on, counts here too).
     wall = time.monotonic() - wall_before
@@ -1125,6 +1268,10 @@ class Metric:
     higher_is_better: bool
     pick: Callable[[dict[str, Any]], float | None]
     digits: int = 1
+    target: float | None = None
+    """The ratio issue 13 asks for: at least this (higher is better) or at most this (lower)."""
+    baseline: str = "reference"
+    """What Dockyard is compared with: the reference registry, or a limit (nginx, disk)."""
 
 
 def median_of(rounds: list[dict[str, Any]], phase: str, field_name: str) -> float | None:
@@ -1133,19 +1280,28 @@ def median_of(rounds: list[dict[str, Any]], phase: str, field_name: str) -> floa
 
 
 METRICS = [
-    Metric("push_docker_mb_s", "Push, docker pattern (1 streamed PATCH)", "MB/s", True, lambda r: median_of(r["rounds"], "push_docker", "mb_per_s")),
-    Metric("push_chunked_mb_s", "Push, chunked pattern (PATCH + Content-Range)", "MB/s", True, lambda r: median_of(r["rounds"], "push_chunked", "mb_per_s")),
-    Metric("pull_mb_s", "Pull (GET, digest verified)", "MB/s", True, lambda r: median_of(r["rounds"], "pull", "mb_per_s")),
+    Metric("push_docker_mb_s", "Push, docker pattern (1 streamed PATCH)", "MB/s", True, lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"), target=1.1),
+    Metric("push_chunked_mb_s", "Push, chunked pattern (PATCH + Content-Range)", "MB/s", True, lambda r: median_of(r["rounds"], "push_chunked", "mb_per_s"), target=1.1),
+    Metric("pull_mb_s", "Pull (GET, digest verified)", "MB/s", True, lambda r: median_of(r["rounds"], "pull", "mb_per_s"), target=1.0),
+    Metric("pull_bytes_mb_s", "Pull, bytes only (no digest check)", "MB/s", True, lambda r: r["pull_bytes"]["mb_per_s"]),
+    Metric("pull_bytes_vs_nginx", "Pull, bytes only, vs nginx sendfile of the same files (reference column: nginx)", "MB/s", True,
+           lambda r: r["pull_bytes"]["mb_per_s"], target=0.8, baseline="nginx"),
+    Metric("push_vs_disk", "Push, docker pattern, vs a plain fsync'd write loop (reference column: the loop)", "MB/s", True,
+           lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"), baseline="disk"),
     Metric("manifest_head_rps", "Manifest HEAD", "req/s", True, lambda r: r["manifest_head"]["per_second"], 0),
     Metric("blob_head_rps", "Blob HEAD", "req/s", True, lambda r: r["blob_head"]["per_second"], 0),
     Metric("small_push_ops", "Small blob push, 4 KiB monolithic", "ops/s", True, lambda r: r["small_push"]["per_second"], 0),
     Metric("dedup_push_ops", "Dedup push: HEAD, mount each blob, PUT manifest into a new repo", "images/s", True,
-           lambda r: r["dedup_push"]["per_second"], 1),
-    Metric("tags_list_rps", "tags/list", "req/s", True, lambda r: r["tags_list"]["per_second"], 0),
+           lambda r: r["dedup_push"]["per_second"], 1, target=1.2),
+    Metric("tags_list_rps", "tags/list", "req/s", True, lambda r: r["tags_list"]["per_second"], 0, target=1.5),
     Metric("catalog_rps", "catalog page (n=100)", "req/s", True, lambda r: r["catalog"]["per_second"], 0),
-    Metric("storm_rps", "Small-request storm (manifest HEAD/GET, blob HEAD, tags)", "req/s", True, lambda r: r["storm"]["per_second"], 0),
-    Metric("peak_pss_mib", "Server peak memory (PSS of all its processes, sampled)", "MiB", False, lambda r: r["peak_pss_mib"]),
+    Metric("storm_rps", "Small-request storm (manifest HEAD/GET, blob HEAD, tags)", "req/s", True, lambda r: r["storm"]["per_second"], 0, target=2.0),
+    Metric("peak_pss_mib", "Server peak memory (PSS of all its processes, sampled)", "MiB", False, lambda r: r["peak_pss_mib"], target=1.5),
     Metric("peak_rss_mib", "Server peak RSS (VmHWM, summed over its processes)", "MiB", False, lambda r: r["peak_rss_mib"]),
+    Metric("blob_small_pss_mib", "Server peak memory, one 64 MiB blob pushed then pulled (PSS; quick: 16 MiB)", "MiB", False,
+           lambda r: r["blob_small"]["peak_pss_mib"]),
+    Metric("blob_large_pss_mib", "Server peak memory, one 1 GiB blob pushed then pulled (PSS; quick: 64 MiB; flat if equal to the row above)", "MiB", False,
+           lambda r: r["blob_large"]["peak_pss_mib"]),
     Metric("idle_rss_mib", "Server RSS at start, before any load", "MiB", False, lambda r: r["rss_when_ready_mib"]),
     Metric("push_docker_cpu", "Server CPU, docker-pattern push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_docker", "server_cpu_s_per_gib"), 2),
     Metric("push_chunked_cpu", "Server CPU, chunked push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_chunked", "server_cpu_s_per_gib"), 2),
@@ -1160,7 +1316,7 @@ def tabulate(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for metric in METRICS:
         dockyard = metric.pick(results["dockyard"])
-        reference = metric.pick(results["reference"])
+        reference = metric.pick(results[metric.baseline]) if metric.baseline in results else None
         ratio = dockyard / reference if dockyard is not None and reference else None
         better = None
         if ratio is not None:
@@ -1176,9 +1332,42 @@ def tabulate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "ratio": round(ratio, 3) if ratio is not None else None,
                 "dockyard_better_or_equal": better,
                 "digits": metric.digits,
+                "target": metric.target,
+                "meets_target": _meets(ratio, metric),
             }
         )
     return rows
+
+
+def _meets(ratio: float | None, metric: Metric) -> bool | None:
+    if ratio is None or metric.target is None:
+        return None
+    return ratio >= metric.target if metric.higher_is_better else ratio <= metric.target
+
+
+def median_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each metric's median over whole runs: the figures, and the ratio (the median of the
+    runs' ratios, so one noisy run of either registry cannot decide it)."""
+    merged = []
+    for index, metric in enumerate(METRICS):
+        rows = [run[index] for run in runs]
+        row = dict(rows[0])
+        for field_name in ("dockyard", "reference", "ratio"):
+            values = [r[field_name] for r in rows if r[field_name] is not None]
+            row[field_name] = statistics.median(values) if values else None
+        row["ratio_runs"] = [r["ratio"] for r in rows]
+        row["meets_target"] = _meets(row["ratio"], metric)
+        if row["ratio"] is not None:
+            row["dockyard_better_or_equal"] = row["ratio"] >= 1 if metric.higher_is_better else row["ratio"] <= 1
+        merged.append(row)
+    return merged
+
+
+def target_text(row: dict[str, Any]) -> str:
+    if row.get("target") is None:
+        return ""
+    sign = "≥" if row["better"] == "higher" else "≤"
+    return f"{sign} {row['target']:g} {'✓' if row['meets_target'] else '✗'}"
 
 
 def fmt(value: float | None, digits: int) -> str:
@@ -1188,13 +1377,14 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def render_text(rows: list[dict[str, Any]]) -> str:
-    header = ["metric", "unit", "dockyard", "reference", "ratio d/r", "better"]
+    header = ["metric", "unit", "dockyard", "reference", "ratio d/r", "target", "better"]
     body = [
-        [row["metric"], row["unit"], fmt(row["dockyard"], row["digits"]), fmt(row["reference"], row["digits"]), fmt(row["ratio"], 2), f"{row['better']} is better"]
+        [row["metric"], row["unit"], fmt(row["dockyard"], row["digits"]), fmt(row["reference"], row["digits"]), fmt(row["ratio"], 2),
+         target_text(row), f"{row['better']} is better"]
         for row in rows
-    ]
+    ]  # fmt: skip
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    align = ["<", "<", ">", ">", ">", "<"]
+    align = ["<", "<", ">", ">", ">", "<", "<"]
     lines = ["  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths)) for line in [header]]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths)) for line in body]
@@ -1203,13 +1393,13 @@ def render_text(rows: list[dict[str, Any]]) -> str:
 
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| Metric | Dockyard | Reference (distribution) | Ratio (Dockyard / reference) | Better |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| Metric | Dockyard | Reference (distribution) | Ratio (Dockyard / reference) | Target | Better |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for row in rows:
         lines.append(
             f"| {row['metric']} ({row['unit']}) | {fmt(row['dockyard'], row['digits'])} | {fmt(row['reference'], row['digits'])} "
-            f"| {fmt(row['ratio'], 2)} | {row['better']} |"
+            f"| {fmt(row['ratio'], 2)} | {target_text(row)} | {row['better']} |"
         )
     return "\n".join(lines)
 
@@ -1249,6 +1439,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size-mb", type=float, help="MiB per push pattern per round, split over --layers (default 256; quick 8)")
     parser.add_argument("--layers", type=int, help="layers per push pattern (default 4; quick 2)")
     parser.add_argument("--rounds", type=int, help="push/pull rounds, fresh content each; the median is reported (default 3; quick 1)")
+    parser.add_argument("--runs", type=int, help="whole benchmarks on fresh servers; each figure is the median over them (default 3; quick 1)")
     parser.add_argument("--chunk-mb", type=float, help="PATCH size of the chunked pattern (default 5; quick 1)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections of the HEAD loads (default 32)")
     parser.add_argument("--head-requests", type=int, help="at most this many requests per HEAD load (default 20000; quick 500)")
@@ -1257,6 +1448,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-seconds", type=float, help="and at most this long (default 6; quick 1)")
     parser.add_argument("--small-concurrency", type=int, default=8, help="concurrent small pushes (default 8)")
     parser.add_argument("--push-concurrency", type=int, default=4, help="layers pushed and pulled at once, and concurrent dedup pushes (default 4)")
+    parser.add_argument("--large-blob-mb", type=float, help="the large single blob of the memory check (default 1024; quick 64)")
     parser.add_argument("--workers", type=int, help="Dockyard's http.workers (default: its own, one per core)")
     parser.add_argument("--dockyard-tree", type=Path, default=REPO_ROOT, help="source tree whose registry/ is run (default: this checkout)")
     parser.add_argument("--dockyard-python", default=str(VENV_PYTHON if VENV_PYTHON.exists() else sys.executable), help="interpreter for Dockyard")
@@ -1269,44 +1461,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--py-spy-rate", type=int, default=200, help="py-spy samples per second (default 200)")
     args = parser.parse_args(argv)
     defaults = (
-        dict(size_mb=8, layers=2, rounds=1, chunk_mb=1, head_requests=500, head_seconds=1.0, small_blobs=100, small_seconds=1.0)
+        dict(size_mb=8, layers=2, rounds=1, runs=1, large_blob_mb=64, chunk_mb=1, head_requests=500, head_seconds=1.0, small_blobs=100, small_seconds=1.0)
         if args.quick
-        else dict(size_mb=256, layers=4, rounds=3, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
+        else dict(size_mb=256, layers=4, rounds=3, runs=3, large_blob_mb=1024, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.layers < 1 or args.rounds < 1 or args.size_mb <= 0 or args.chunk_mb <= 0 or args.concurrency < 1:
+    if args.layers < 1 or args.rounds < 1 or args.runs < 1 or args.size_mb <= 0 or args.chunk_mb <= 0 or args.concurrency < 1:
         parser.error("--layers, --rounds, --size-mb, --chunk-mb and --concurrency must be positive")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    options = Options(
-        args.size_mb, args.layers, args.rounds, args.chunk_mb, args.concurrency, args.head_requests,
-        args.head_seconds, args.small_blobs, args.small_seconds, args.small_concurrency, args.quick, args.push_concurrency,
-    )
-    if not Path(args.reference_binary).exists():
-        print(f"bench: the reference registry {args.reference_binary} is missing (apt-get install docker-registry)", file=sys.stderr)
-        return 2
-    py_spy = None
-    if args.py_spy:
-        py_spy = shutil.which("py-spy") or str(Path(args.dockyard_python).parent / "py-spy")
-        if not Path(py_spy).exists():
-            print("bench: --py-spy needs py-spy (.venv/bin/pip install py-spy)", file=sys.stderr)
-            return 2
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    # Before the event loop runs, SIGTERM unwinds like Ctrl-C; while it runs, both cancel the
-    # benchmark task. Either way the finally below stops both servers.
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
+def run_once(args: argparse.Namespace, options: Options, profiler: Profiler, log: Callable[[str], None]) -> dict[str, Any] | int:
+    """One whole benchmark on fresh storage and fresh servers: its results, or an exit status."""
 
     async def interruptible() -> dict[str, Any]:
         task = asyncio.current_task()
@@ -1321,8 +1489,6 @@ def main(argv: list[str] | None = None) -> int:
         "dockyard": dockyard_server(workdir, args.dockyard_tree.resolve(), args.dockyard_python, "info" if args.access_log else "error", args.workers),
         "reference": reference_server(workdir, args.reference_binary, args.access_log),
     }
-    profiler = Profiler(py_spy, args.output.parent / "profile", args.py_spy_rate)
-    started = time.time()
     outcome = "failed"
     try:
         for server in servers.values():
@@ -1332,6 +1498,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{server.name} ready on {server.url} (pid {server.pid}, {process_exe(server.pid)})")
         results = asyncio.run(interruptible())
         outcome = "ok"
+        return results
     except (KeyboardInterrupt, asyncio.CancelledError):
         outcome = "interrupted"
         log("interrupted; stopping the registries")
@@ -1357,7 +1524,51 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = tabulate(results)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = Options(
+        args.size_mb, args.layers, args.rounds, args.chunk_mb, args.concurrency, args.head_requests,
+        args.head_seconds, args.small_blobs, args.small_seconds, args.small_concurrency, args.quick, args.push_concurrency,
+        small_blob_mb=min(64.0, args.large_blob_mb / 4), large_blob_mb=args.large_blob_mb,
+    )
+    if not Path(args.reference_binary).exists():
+        print(f"bench: the reference registry {args.reference_binary} is missing (apt-get install docker-registry)", file=sys.stderr)
+        return 2
+    py_spy = None
+    if args.py_spy:
+        py_spy = shutil.which("py-spy") or str(Path(args.dockyard_python).parent / "py-spy")
+        if not Path(py_spy).exists():
+            print("bench: --py-spy needs py-spy (.venv/bin/pip install py-spy)", file=sys.stderr)
+            return 2
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    # Before the event loop runs, SIGTERM unwinds like Ctrl-C; while it runs, both cancel the
+    # benchmark task. Either way the finally below stops both servers.
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+
+    started = time.time()
+    runs: list[dict[str, Any]] = []
+    profiler = Profiler(py_spy, args.output.parent / "profile", args.py_spy_rate)
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            log(f"run {number} of {args.runs}, on fresh storage and fresh servers")
+        outcome = run_once(args, options, profiler, log)
+        if isinstance(outcome, int):
+            return outcome
+        runs.append(outcome)
+    results = runs[-1]
+    machine = results.pop("machine")
+    for other in runs[:-1]:
+        other.pop("machine")
+
+    rows = median_rows([tabulate(result) for result in [*runs[:-1], results]])
     meta = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_seconds": round(time.time() - started, 1),
@@ -1375,12 +1586,12 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "ratio = dockyard / reference; for 'higher' metrics above 1 means Dockyard is better, for 'lower' metrics below 1",
             "throughput figures are medians over rounds; the load generator and both servers share the machine's CPUs",
+            "with --runs above 1 every figure and ratio is the median over the runs, each on fresh servers and storage",
             "server CPU figures come from /proc/<pid>/stat and do not depend on whether the client was the bottleneck",
         ],
     }
-    machine = results.pop("machine")
-    meta["machine_during_run"] = machine
-    document = {"meta": meta, "metrics": rows, "registries": results}
+    meta["machine_during_last_run"] = machine
+    document = {"meta": meta, "metrics": rows, "runs": [tabulate(result) for result in runs], "registries": results}
     if py_spy:
         document["profiles"] = profiler.files
     args.output.parent.mkdir(parents=True, exist_ok=True)
