@@ -163,3 +163,36 @@ async def test_pulls_and_pushes_are_counted_per_repository_and_tag(aiohttp_clien
     assert [(result["name"], result["pull_count"]) for result in found["results"]] == [("alice/app", 5)]
     page = await client.get("/")
     assert "5 pulls" in await page.text()
+
+
+async def test_activity_flushes_many_repositories_and_tags_as_increments_keeping_last_times(database):
+    """One flush writes every repository's and tag's counts (tags in several multi-row
+    upserts); later flushes add to them, and a flush of pulls only keeps the last push time."""
+    from registry.core.events import Event
+    from registry.core.hub.activity import ROWS_PER_INSERT, Activity
+
+    hub = Hub.over(database)
+    names = [f"team/app{index}" for index in range(3)]
+    for name in names:
+        await hub.repositories.ensure(name)
+    activity = Activity(database)
+    tags = [f"v{index}" for index in range(ROWS_PER_INSERT + 150)]
+    for tag in tags:
+        activity.notify(Event("push", names[0], tag, None, None, None, ""))
+    for name in names:
+        activity.pulled(name, "latest")
+    await activity.flush()
+    first = await activity.tags(names[0])
+    assert len(first) == len(tags) + 1 and first["v7"].pushes == 1 and first["latest"].pulls == 1
+    pushed_at = first["v7"].last_pushed
+    assert pushed_at is not None
+
+    activity.pulled(names[0], "v7")
+    activity.pulled(names[0], "v7")
+    await activity.flush()
+    again = (await activity.tags(names[0]))["v7"]
+    assert (again.pulls, again.pushes, again.last_pushed) == (2, 1, pushed_at)
+    assert again.last_pulled is not None
+    settings = await hub.repositories.many(names)
+    assert [(settings[name].pull_count, settings[name].push_count) for name in names] == [(3, len(tags)), (1, 0), (1, 0)]
+    assert settings[names[0]].pushed is not None and settings[names[1]].pushed is None
