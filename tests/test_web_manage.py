@@ -447,3 +447,19 @@ async def test_a_repository_delete_cut_short_is_finished_by_deleting_again(aioht
     assert (await client.get("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 200
     assert (await client.delete("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 204
     assert (await client.get("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 404
+
+
+async def test_the_password_form_is_throttled_like_sign_in_and_takes_no_access_token(aiohttp_client, disk):
+    client = await hub_client(aiohttp_client, disk, sign_in_failures=3)
+    alice = await create_user(client, "alice", "alice-password")
+    made = await (await client.post("/api/v1/users/alice/tokens", json={"name": "t"}, headers=basic(*alice))).json()
+    await sign_in(client, *alice)
+    with_token = await post(client, "/account/password", "/account", 400, current=made["token"], new="new-password", repeat="new-password")
+    assert "current password is not right" in await with_token.text()
+    for _ in range(3):  # the limit: three failures (an access token that proves itself is no failure)
+        await post(client, "/account/password", "/account", 400, current="guess", new="new-password", repeat="new-password")
+    refused = await post(client, "/account/password", "/account", 429, current="alice-password", new="new-password", repeat="new-password")
+    assert "Too many wrong passwords" in await refused.text()
+    users = client.server.app[SERVICES].hub.users
+    assert await users.authenticate("alice", "alice-password") is not None, "the password is unchanged"
+    assert await users.authenticate("alice", "new-password") is None

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ...core.hub.errors import HubError
 from ...core.hub.models import Organization, Role, TokenScope, User
-from ...core.hub.users import check_password
+from ..signin import TooManySignIns, sign_in
 from . import views
 from .views import NotAllowed, NotVisible
 from .visit import Page, done, integer, page, see_other
@@ -96,7 +96,12 @@ async def change_password(visit: Page) -> web.StreamResponse:
     user = _account_user(visit)
     current, new, repeated = visit.field("current"), visit.field("new"), visit.field("repeat")
     error = ""
-    if not await check_password(current, user.password_hash):
+    try:  # through the sign-in throttle: a stolen session must not become a password oracle
+        proven = await sign_in(visit.request, user.name, current)
+    except TooManySignIns as refused:
+        retry = refused.headers.get("Retry-After", "")
+        return await _account_page(visit, status=429, section="password", error=f"Too many wrong passwords; try again in {retry} seconds.")
+    if proven is None or proven.token_scope is not None:  # the password itself, not an access token
         error = "The current password is not right."
     elif len(new) < MIN_PASSWORD:
         error = f"The new password needs at least {MIN_PASSWORD} characters."
