@@ -99,6 +99,15 @@ class StorageBackend(ABC):
         cheaply than `put_bytes`, since there is no content that could be seen half-written."""
         await self.put_bytes(path, b"")
 
+    async def ensure_marker(self, path: str) -> bool:
+        """`put_marker` unless the marker is there already; True when this call made it.
+        Backends that can check and create in one step do (the filesystem: one thread hop
+        instead of two); callers racing on one path may each be told True."""
+        if await self.exists(path):
+            return False
+        await self.put_marker(path)
+        return True
+
     @abstractmethod
     async def get_bytes(self, path: str) -> bytes:
         """The whole content of a small object. Raises ObjectNotFound."""

@@ -161,6 +161,18 @@ class FilesystemBackend(StorageBackend):
         with _space_for(path):
             await asyncio.to_thread(self._put_marker, target)
 
+    async def ensure_marker(self, path: str) -> bool:
+        target = self._full(path)
+        with _space_for(path):
+            return await asyncio.to_thread(self._ensure_marker, target)
+
+    @classmethod
+    def _ensure_marker(cls, target: Path) -> bool:
+        if target.is_file():
+            return False  # the common case: one stat, in the same hop as the create would be
+        cls._put_marker(target)
+        return True
+
     @staticmethod
     def _put_marker(target: Path) -> None:
         os.close(_in_directory(target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644)))

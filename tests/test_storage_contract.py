@@ -98,6 +98,18 @@ async def test_a_marker_exists_empty_in_new_directories_and_is_idempotent(backen
     assert await backend.list("deep/new/dirs") == ["marker"], "nothing but the marker: no temporary left beside it"
 
 
+async def test_ensure_marker_creates_once_and_says_whether_it_did(backend: StorageBackend) -> None:
+    assert await backend.ensure_marker("m/new/dirs/marker") is True
+    assert await backend.ensure_marker("m/new/dirs/marker") is False
+    assert await backend.get_bytes("m/new/dirs/marker") == b""
+    await backend.put_bytes("m/new/dirs/full", b"data")
+    assert await backend.ensure_marker("m/new/dirs/full") is False, "an object already there is left alone"
+    assert await backend.get_bytes("m/new/dirs/full") == b"data"
+    racing = await asyncio.gather(*(backend.ensure_marker("m/raced") for _ in range(8)))
+    assert any(racing) and await backend.exists("m/raced")
+    assert sorted(await backend.list("m/new/dirs")) == ["full", "marker"]
+
+
 async def test_put_get_stat_exists(backend: StorageBackend) -> None:
     before = time.time()
     assert await backend.put("obj/one", stream(b"hello world", chunk=3)) == 11

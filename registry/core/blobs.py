@@ -155,9 +155,7 @@ class Blobs:
         return await self.content_info(digest) is not None
 
     async def link(self, name: str, digest: Digest) -> None:
-        link = layout.layer_link(name, digest)
-        if not await self.storage.exists(link):
-            await self.storage.put_marker(link)
+        await self.storage.ensure_marker(layout.layer_link(name, digest))
         await self.repositories.mark_exists(name)
 
     async def unlink(self, name: str, digest: Digest) -> None:

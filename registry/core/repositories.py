@@ -28,11 +28,8 @@ class Repositories:
         self._on_created = on_created
 
     async def mark_exists(self, name: str) -> None:
-        entry = layout.catalog_entry(name)
-        if not await self.storage.exists(entry):
-            await self.storage.put_marker(entry)
-            if self._on_created is not None:
-                await self._on_created(name)
+        if await self.storage.ensure_marker(layout.catalog_entry(name)) and self._on_created is not None:
+            await self._on_created(name)
 
     async def exists(self, name: str) -> bool:
         return await self.storage.exists(layout.catalog_entry(name))

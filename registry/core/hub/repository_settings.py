@@ -52,13 +52,11 @@ class RepositorySettingsStore:
             rows = (await connection.execute(select(repositories).where(repositories.c.name.in_(names)))).mappings()
             return {row["name"]: settings_of(row) for row in rows}
 
-    async def ensure(self, name: str) -> RepositorySettings:
-        """Settings of a repository, created with the default visibility on first push."""
+    async def ensure(self, name: str) -> None:
+        """A repository has settings, created with the default visibility on its first push
+        (one INSERT that does nothing when they exist; nothing read back)."""
         async with self.database.write() as connection:
             await connection.execute(self.database.insert(repositories).values(new_row(name, self.default_visibility)).on_conflict_do_nothing())
-            settings = await _load(connection, name)
-        assert settings is not None
-        return settings
 
     async def update(self, name: str, **changes: Any) -> RepositorySettings:
         """Change some of visibility, description, full_description (and only those columns),
