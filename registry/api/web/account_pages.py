@@ -85,10 +85,11 @@ async def revoke_token(visit: Page) -> web.StreamResponse:
     return done("/account", "token-revoked")
 
 
-def _keep_signed_in(visit: Page, response: web.StreamResponse, user: User) -> None:
-    """A fresh session for this browser after a change that ended every session."""
+def _keep_signed_in(visit: Page, response: web.Response, user: User) -> web.Response:
+    """`response`, carrying a fresh session for this browser after a change that ended every session."""
     assert visit.sessions is not None and visit.session is not None
     visit.sessions.write(visit.request, response, visit.sessions.new(user.name, user.password_hash, visit.session.token_id))
+    return response
 
 
 @page
@@ -111,18 +112,14 @@ async def change_password(visit: Page) -> web.StreamResponse:
         return await _account_page(visit, status=400, section="password", error=error)
     await visit.services.hub.users.set_password(user.name, new)
     changed = await visit.services.hub.users.require(user.name)
-    response = done("/account", "password-changed")
-    _keep_signed_in(visit, response, changed)
-    return response
+    return _keep_signed_in(visit, done("/account", "password-changed"), changed)
 
 
 @page
 async def sign_out_everywhere(visit: Page) -> web.StreamResponse:
     user = _account_user(visit)
     await visit.services.hub.users.end_sessions(user.name)
-    response = done("/account", "signed-out-everywhere")
-    _keep_signed_in(visit, response, user)
-    return response
+    return _keep_signed_in(visit, done("/account", "signed-out-everywhere"), user)
 
 
 @page
