@@ -241,9 +241,14 @@ CONTROL_CONTRAST = """() => {
 
 
 async def check_every_view(page: Any, url: str) -> list[str]:
-    problems: list[str] = []
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.goto(url)
+    return await check_views_here(page, url)
+
+
+async def check_views_here(page: Any, url: str) -> list[str]:
+    """The page as it is now (after a form, say) at each width and colour scheme."""
+    problems: list[str] = []
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 900})
         for scheme in SCHEMES:
@@ -277,6 +282,8 @@ async def test_every_page_passes_axe_and_fits_a_phone(chromium: str, registry: R
                           json={"visibility": "public", "description": "Serves the web application", "full_description": readme})  # fmt: skip
     assert status == 200
     assert (await api(registry, "POST", f"/api/v1/repositories/{long_name}/-/webhooks", alice, json={"url": "https://hooks.example.com/x"}))[0] == 201
+    async with await pusher(registry, alice, long_name) as http:  # a push the webhook tries to deliver (no such host here)
+        await push_image(http, long_name, configured_image(), "with-hook")  # type: ignore[arg-type]
     child = f"/r/{long_name}/-/manifests/{arm64.digest}?index={index.digest}"
     public_pages = ["/", "/?sort=stars", "/search", "/search?q=webapp", "/search?q=zzz", f"/r/{long_name}", f"/r/{long_name}?tags=zzz",
                     f"/r/{long_name}/-/tags/latest", f"/r/{long_name}/-/tags/1.0.0-release-candidate-with-long-tag", child,
@@ -296,4 +303,14 @@ async def test_every_page_passes_axe_and_fits_a_phone(chromium: str, registry: R
         problems += [f"/account (new token): {finding}" for finding in await violations(page)]
         for path in own_pages + public_pages[:3]:
             problems += await check_every_view(page, registry.url + path)
+        settings = registry.url + f"/r/{long_name}/-/settings"
+        for _ in range(50):  # until the failing delivery is on record, so its table is scanned too
+            await page.goto(settings)
+            if await page.locator("table.deliveries").count():
+                break
+            await page.wait_for_timeout(200)
+        assert await page.locator("table.deliveries").count() == 1
+        problems += await check_views_here(page, settings + " (with a delivery)")
+        await page.click("text=Preview README")
+        problems += await check_views_here(page, settings + " (README preview)")
     assert not problems, "\n".join(problems)
