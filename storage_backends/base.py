@@ -32,8 +32,9 @@ Guarantees of every backend:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -98,6 +99,18 @@ class StorageBackend(ABC):
         catalog entry): durable once this returns, and idempotent. Backends may write it more
         cheaply than `put_bytes`, since there is no content that could be seen half-written."""
         await self.put_bytes(path, b"")
+
+    async def stat_many(self, paths: Sequence[str]) -> list[ObjectInfo | None]:
+        """`stat` of each path, None where there is no object; as one operation where the
+        backend can (the filesystem: one thread hop), else concurrently."""
+
+        async def one(path: str) -> ObjectInfo | None:
+            try:
+                return await self.stat(path)
+            except ObjectNotFound:
+                return None
+
+        return list(await asyncio.gather(*(one(path) for path in paths)))
 
     async def ensure_marker(self, path: str) -> bool:
         """`put_marker` unless the marker is there already; True when this call made it.

@@ -22,7 +22,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
@@ -96,6 +96,14 @@ async def _read_up_to(handle: BinaryIO, remaining: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _regular_file_info(full: Path) -> ObjectInfo | None:
+    try:
+        result = os.stat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return ObjectInfo(size=result.st_size, modified=result.st_mtime) if stat.S_ISREG(result.st_mode) else None
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -161,6 +169,10 @@ class FilesystemBackend(StorageBackend):
         with _space_for(path):
             await asyncio.to_thread(self._put_marker, target)
 
+    async def stat_many(self, paths: Sequence[str]) -> list[ObjectInfo | None]:
+        fulls = [self._full(path) for path in paths]
+        return await asyncio.to_thread(lambda: [_regular_file_info(full) for full in fulls])
+
     async def ensure_marker(self, path: str) -> bool:
         target = self._full(path)
         with _space_for(path):
@@ -215,14 +227,10 @@ class FilesystemBackend(StorageBackend):
             handle.close()
 
     async def stat(self, path: str) -> ObjectInfo:
-        full = self._full(path)
-        try:
-            result = await asyncio.to_thread(os.stat, full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise ObjectNotFound(path) from None
-        if not stat.S_ISREG(result.st_mode):
+        info = await asyncio.to_thread(_regular_file_info, self._full(path))
+        if info is None:
             raise ObjectNotFound(path)
-        return ObjectInfo(size=result.st_size, modified=result.st_mtime)
+        return info
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[str]:
         directory = self._full(prefix)

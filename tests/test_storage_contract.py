@@ -110,6 +110,14 @@ async def test_ensure_marker_creates_once_and_says_whether_it_did(backend: Stora
     assert sorted(await backend.list("m/new/dirs")) == ["full", "marker"]
 
 
+async def test_stat_many_answers_each_path_in_order_with_none_where_nothing_is(backend: StorageBackend) -> None:
+    await backend.put_bytes("sm/a", b"12345")
+    await backend.put_marker("sm/dir/b")
+    found = await backend.stat_many(["sm/a", "sm/missing", "sm/dir/b", "sm/dir", "nowhere/at/all"])
+    assert [info.size if info else None for info in found] == [5, None, 0, None, None], "a directory is no object"
+    assert await backend.stat_many([]) == []
+
+
 async def test_put_get_stat_exists(backend: StorageBackend) -> None:
     before = time.time()
     assert await backend.put("obj/one", stream(b"hello world", chunk=3)) == 11

@@ -10,8 +10,7 @@ mount, a manifest PUT naming the blob) finds it, or learns cleanly that it is go
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from ocispec.digest import Digest
@@ -98,11 +97,23 @@ class Blobs:
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """Size of a blob the repository links; BlobUnknown otherwise."""
-        key = layout.blob(digest)
-        linked, info = await asyncio.gather(self.is_linked(name, digest), self.content_info(digest))
-        if not linked or info is None:
+        [size] = await self.sizes(name, [digest])
+        if size is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name!r}", detail={"digest": str(digest)})
-        return BlobInfo(digest, info.size, key)
+        return BlobInfo(digest, size, layout.blob(digest))
+
+    async def sizes(self, name: str, digests: Sequence[Digest]) -> list[int | None]:
+        """The stored size of each blob the repository links, None where it links none: every
+        link and blob looked up in one storage call (content gc moved to its trash is brought
+        back, and only for a blob the repository links)."""
+        found = await self.storage.stat_many([path for digest in digests for path in (layout.layer_link(name, digest), layout.blob(digest))])
+        sizes: list[int | None] = []
+        for index, digest in enumerate(digests):
+            link, content = found[2 * index], found[2 * index + 1]
+            if link is not None and content is None:
+                content = await self.content_info(digest)
+            sizes.append(content.size if link is not None and content is not None else None)
+        return sizes
 
     async def read(self, name: str, digest: Digest, byte_range: ByteRange | None = None) -> BlobRead:
         """How to serve a blob the repository links: a redirect when the backend hands out
@@ -167,9 +178,10 @@ class Blobs:
 
         Returns None when it cannot be mounted, and the caller starts an upload instead.
         """
-        if source is not None and not await self.is_linked(source, digest):
-            return None
-        info = await self.content_info(digest)
+        found = await self.storage.stat_many([layout.blob(digest), *([layout.layer_link(source, digest)] if source is not None else [])])
+        if source is not None and found[1] is None:
+            return None  # refused before anything could be restored from gc's trash
+        info = found[0] or await self.content_info(digest)
         if info is None:
             return None
         await self.link(name, digest)

@@ -22,7 +22,7 @@ from storage_backends import ObjectNotFound, StorageBackend
 
 from . import layout
 from .blobs import Blobs
-from .errors import BlobUnknown, DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
+from .errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
 from .events import Actor, Event, Listener
 from .repositories import Repositories
 
@@ -175,9 +175,9 @@ class Manifests:
         """Every blob and child manifest it names is in the repository (unless `sparse`), with
         the size its descriptor claims (a lie would make clients and the web page trust a
         wrong length). Non-distributable layers with `urls` need not be there."""
-        blob_checks = [self._stored_blob_size(name, digest) for digest in parsed.blobs]
         manifest_checks = [self._stored_manifest_size(name, digest) for digest in parsed.manifests]
-        sizes = await asyncio.gather(*blob_checks, *manifest_checks)
+        blob_sizes, manifest_sizes = await asyncio.gather(self.blobs.sizes(name, parsed.blobs), asyncio.gather(*manifest_checks))
+        sizes: list[int | None] = [*blob_sizes, *manifest_sizes]
         wanted = [*parsed.blobs, *parsed.manifests]
         missing = [str(digest) for digest, size in zip(wanted, sizes) if size is None]
         for digest, size in zip(wanted, sizes):
@@ -194,12 +194,6 @@ class Manifests:
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                 detail={"digests": missing},
             )
-
-    async def _stored_blob_size(self, name: str, digest: Digest) -> int | None:
-        try:
-            return (await self.blobs.stat(name, digest)).size
-        except BlobUnknown:
-            return None
 
     async def _stored_manifest_size(self, name: str, digest: Digest) -> int | None:
         try:
