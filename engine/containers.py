@@ -329,6 +329,7 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
                 for attachment in live.pending:
                     await self._connect(attachment, run_dir)
                 live.pending.clear()
+                starting = _now()  # before the process can run, so its exit is never recorded as earlier
                 answer = await shimclient.request(run_dir, "start")
                 if not answer.get("ok"):
                     raise RuntimeFailure(answer.get("error") or "runc start failed")
@@ -343,7 +344,7 @@ class Containers(ExecMixin, NetworkMixin, HealthMixin):
             if failure is None:
                 record.manually_stopped = False
                 record.State = ContainerState(
-                    Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=_now(),
+                    Status="running", Running=True, Pid=int(answer.get("pid") or 0), StartedAt=starting,
                     FinishedAt=record.State.FinishedAt,
                 )  # fmt: skip
                 self._start_health(live)
