@@ -92,9 +92,6 @@ class Blobs:
         self.storage = storage
         self.repositories = repositories
 
-    async def is_linked(self, name: str, digest: Digest) -> bool:
-        return await self.storage.exists(layout.layer_link(name, digest))
-
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """Size of a blob the repository links; BlobUnknown otherwise."""
         [size] = await self.sizes(name, [digest])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from aiohttp import web
+from markupsafe import Markup
 
 from ocispec.names import InvalidTag, validate_tag
 
@@ -25,11 +26,12 @@ from .views import InvalidInput, NotAllowed, NotVisible
 from .visit import Page, done, page, see_other
 
 
-def _settings_page(visit: Page, view: views.SettingsView, *, status: int = 200, error: str = "", **values: object) -> web.Response:
+def _settings_page(
+    visit: Page, view: views.SettingsView, *, status: int = 200, error: str = "", preview: Markup | None = None, webhook_url: str = ""
+) -> web.Response:
     return visit.render(
-        "settings.html", status=status, title=f"Settings of {view.name}", settings=view, error=error,
-        preview=values.pop("preview", None), webhook_url=values.pop("webhook_url", ""), **values,
-    )  # fmt: skip
+        "settings.html", status=status, title=f"Settings of {view.name}", settings=view, error=error, preview=preview, webhook_url=webhook_url
+    )
 
 
 @page
