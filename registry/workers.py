@@ -58,9 +58,7 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(
-        self, settings: Settings, count: int, serve_worker: Callable[[Settings, socket.socket], None], prepare: Callable[[Settings], None]
-    ) -> None:
+    def __init__(self, settings: Settings, count: int, serve_worker: Callable[[Settings, socket.socket], None], prepare: Callable[[Settings], None]) -> None:
         self.settings = settings
         self.count = count
         self.serve_worker = serve_worker
@@ -166,5 +164,3 @@ class Supervisor:
 
 def worker_count(settings: Settings) -> int:
     return settings.http.workers or os.cpu_count() or 1
-
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.oci import error_codes, push_blob, random_blob, stored_keys
 
 
@@ -15,6 +17,27 @@ async def test_head_reports_size_digest_and_etag_without_body(client):
     assert response.headers["ETag"] == f'"{blob.digest}"'
     assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
     assert await response.read() == b""
+
+
+async def test_head_of_an_unknown_blob_keeps_the_connection_with_the_error_bodys_length(client):
+    """A HEAD error answers with the headers its GET would have (Content-Type, Content-Length of
+    the JSON error) and no body, as distribution does: a client can then tell where the answer
+    ends and reuse the connection (without a length, aiohttp's client drops it and reconnects)."""
+    missing = random_blob(10).digest
+    body = await (await client.get(f"/v2/acme/app/blobs/{missing}")).read()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        for _ in range(2):  # the second HEAD on the same connection, then a GET
+            writer.write(f"HEAD /v2/acme/app/blobs/{missing} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            assert head.startswith("http/1.1 404 "), head
+            assert f"content-length: {len(body)}\r\n" in head and "content-type: application/json" in head, head
+            assert "connection: close" not in head
+        writer.write(f"GET /v2/acme/app/blobs/{missing} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 404 ")
+        assert await reader.readexactly(len(body)) == body, "no HEAD body was left on the connection before the GET's answer"
+    finally:
+        writer.close()
 
 
 async def test_get_streams_exact_bytes(client):
@@ -131,9 +154,7 @@ async def test_deleting_a_blob_never_breaks_a_concurrent_push_that_references_it
             assert mounted == 202
             await push_blob(client, "team/target", layer)
         await push_blob(client, "team/target", image.config)
-        manifest = await client.put(
-            f"/v2/team/target/manifests/round{round_number}", data=image.manifest, headers={"Content-Type": image.media_type}
-        )
+        manifest = await client.put(f"/v2/team/target/manifests/round{round_number}", data=image.manifest, headers={"Content-Type": image.media_type})
         assert manifest.status == 201, await manifest.text()
         served = await client.get(f"/v2/team/target/blobs/{layer.digest}")
         assert served.status == 200 and await served.read() == layer.data

@@ -17,12 +17,15 @@ from datetime import datetime, timezone
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
+from sqlalchemy import event
 
 from ocispec import mediatypes
 from registry.api.app import create_app
 from registry.api.context import SERVICES
 from registry.core.events import Event
-from registry.core.hub.webhooks import RetryPolicy, Webhooks
+from registry.core.hub import webhooks as webhook_module
+from registry.core.hub.webhooks import RetryPolicy, Webhooks, WebhookStore
+from registry.core.metadata import Database
 from tests.hub import ADMIN, basic, bearer, create_user, hub_settings
 from tests.oci import push_image, random_image
 
@@ -200,8 +203,13 @@ async def test_tag_and_manifest_deletes_deliver_delete_events(aiohttp_client, ai
     by_tag, by_digest = (r.json for r in receiver.requests)
     assert set(by_tag) == EVENT_KEYS
     assert {k: by_tag[k] for k in ("event", "webhook", "repository", "tag", "digest", "media_type", "pusher")} == {
-        "event": "delete", "webhook": hook["id"], "repository": "alice/app", "tag": "v1", "digest": None,
-        "media_type": None, "pusher": "alice",
+        "event": "delete",
+        "webhook": hook["id"],
+        "repository": "alice/app",
+        "tag": "v1",
+        "digest": None,
+        "media_type": None,
+        "pusher": "alice",
     }
     assert (by_digest["tag"], by_digest["digest"], by_digest["pusher"]) == (None, digest, "alice")
     for request in receiver.requests:
@@ -275,7 +283,6 @@ async def test_slow_receiver_does_not_delay_the_push(aiohttp_client, aiohttp_ser
     assert record.delivered and record.done
 
 
-
 async def test_cleanup_finishes_queued_deliveries_and_cancels_stuck_ones(aiohttp_client, aiohttp_server, storage):
     client = await hub(aiohttp_client, storage)
     alice = await create_user(client, "alice")
@@ -300,6 +307,7 @@ async def test_cleanup_finishes_queued_deliveries_and_cancels_stuck_ones(aiohttp
     dispatcher.notify(Event("push", "alice/app", tag="v3", digest=None, media_type=None, pusher=None, registry="x"))
     assert await dispatcher.deliveries(flaky_hook["id"]) == [flaky_record], "a stopped dispatcher takes no events"
     release.set()
+
 
 # -- management ------------------------------------------------------------------------------
 async def test_webhooks_are_kept_in_the_metadata_database_and_removed(aiohttp_client, aiohttp_server, storage):
@@ -416,3 +424,29 @@ async def test_internal_addresses_are_refused_unless_allowed(aiohttp_client, aio
     assert not address_attempt.delivered and "internal address" in address_attempt.error
     name_attempt = (await webhooks(client).deliveries(by_name["id"]))[-1]
     assert not name_attempt.delivered and "internal addresses" in (name_attempt.error or "")
+
+
+async def test_which_repositories_have_webhooks_is_read_once_a_second_and_local_changes_count_at_once(database, monkeypatch):
+    """An event in a repository without webhooks costs no query while the list of hooked
+    repositories is fresh; a webhook added here is seen at once, one added through another
+    process (a second engine on the database) within HOOKED_REFRESH_SECONDS."""
+    monkeypatch.setattr(webhook_module, "HOOKED_REFRESH_SECONDS", 0.5)
+    here, elsewhere = WebhookStore(database), WebhookStore(Database(database.url))
+    try:
+        assert await here.for_event("acme/app") == []
+        queries: list[str] = []
+        event.listen(database.engine.sync_engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+        assert await here.for_event("acme/other") == []
+        assert queries == [], "a fresh list of hooked repositories answers without a query"
+
+        added_here = await here.add("acme/app", "http://hooks.example/here", ["push"])
+        assert [hook.id for hook in await here.for_event("acme/app")] == [added_here.id], "a local add counts at once"
+
+        added_elsewhere = await elsewhere.add("acme/other", "http://hooks.example/elsewhere", ["push"])
+        await asyncio.sleep(0.6)
+        assert [hook.id for hook in await here.for_event("acme/other")] == [added_elsewhere.id]
+
+        await here.remove("acme/app", added_here.id)
+        assert await here.for_event("acme/app") == []
+    finally:
+        await elsewhere.database.close()

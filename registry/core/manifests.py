@@ -137,9 +137,7 @@ class Manifests:
         await self.blobs.link(name, digest)
         subject = parsed.subject.parsed_digest if parsed.subject else None
         if subject is not None:
-            await self.storage.put_bytes(
-                layout.referrer(name, subject, digest), json.dumps(_referrer_descriptor(digest, body, parsed)).encode()
-            )
+            await self.storage.put_bytes(layout.referrer(name, subject, digest), json.dumps(_referrer_descriptor(digest, body, parsed)).encode())
         tagged = tuple(dict.fromkeys([*([reference.tag] if reference.tag else []), *extra]))
         await self._set_tags(name, tagged, digest)
         each_tag: tuple[str | None, ...] = tagged or (None,)  # an untagged push is one event too
@@ -158,9 +156,7 @@ class Manifests:
                 previous[tag] = await self.storage.get_bytes(layout.tag(name, tag))
             except ObjectNotFound:
                 previous[tag] = None
-        results = await asyncio.gather(
-            *(self.storage.put_bytes(layout.tag(name, tag), str(digest).encode()) for tag in tags), return_exceptions=True
-        )
+        results = await asyncio.gather(*(self.storage.put_bytes(layout.tag(name, tag), str(digest).encode()) for tag in tags), return_exceptions=True)
         failure = next((result for result in results if isinstance(result, BaseException)), None)
         if failure is None:
             return
@@ -213,9 +209,7 @@ class Manifests:
         try:
             return Digest.parse((await self.storage.get_bytes(layout.tag(name, reference.tag))).decode())
         except ObjectNotFound:
-            raise ManifestUnknown(
-                f"manifest {name}:{reference.tag} is not known to this registry", detail={"tag": reference.tag}
-            ) from None
+            raise ManifestUnknown(f"manifest {name}:{reference.tag} is not known to this registry", detail={"tag": reference.tag}) from None
 
     async def get(self, name: str, reference: Reference, *, with_body: bool = True) -> StoredManifest:
         """The manifest and how it was pushed; `with_body=False` (HEAD) skips reading the bytes."""
@@ -224,9 +218,7 @@ class Manifests:
             revision = json.loads(await self.storage.get_bytes(layout.manifest_revision(name, digest)))
             body = await self._body(digest) if with_body else b""
         except ObjectNotFound:
-            raise ManifestUnknown(
-                f"manifest {name}@{digest} is not known to this registry", detail={"digest": str(digest)}
-            ) from None
+            raise ManifestUnknown(f"manifest {name}@{digest} is not known to this registry", detail={"digest": str(digest)}) from None
         return StoredManifest(digest, revision["mediaType"], revision["size"], body)
 
     async def _body(self, digest: Digest) -> bytes:

@@ -48,9 +48,7 @@ class Repositories:
         if not await self.exists(name):
             raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name})
 
-    async def catalog(
-        self, limit: int | None, last: str | None, visible: Callable[[str], Awaitable[bool]] | None = None
-    ) -> Page:
+    async def catalog(self, limit: int | None, last: str | None, visible: Callable[[str], Awaitable[bool]] | None = None) -> Page:
         """Repository names after `last`; with `visible`, only those it accepts."""
         start_after = layout.catalog_key(last) if last else None
         batch = None if limit is None else limit + 1
@@ -69,7 +67,6 @@ class Repositories:
         await self.require(name)
         tags = await self.storage.list(layout.tags_dir(name), start_after=last, limit=None if limit is None else limit + 1)
         return _page(tags, limit)
-
 
     async def tag_pushed(self, name: str, tag: str) -> float | None:
         """When the tag was last pushed (the time its pointer was written); None when it is not there."""

@@ -110,9 +110,7 @@ class Uploads:
         try:
             size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream)
         except LengthMismatch as error:
-            raise SizeInvalid(
-                f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status
-            ) from None
+            raise SizeInvalid(f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status) from None
         if hasher is not None:
             self._remember(status.upload_id, _RunningHash(size, hasher))
         else:
@@ -241,15 +239,12 @@ async def _verified(chunks: AsyncIterable[bytes], hasher: Any, digest: Digest) -
         yield chunk
     if hasher.hexdigest() != digest.encoded:
         actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-        raise DigestInvalid(
-            f"uploaded content has digest {actual}, not {digest}", detail={"expected": str(digest), "actual": actual}
-        )
+        raise DigestInvalid(f"uploaded content has digest {actual}, not {digest}", detail={"expected": str(digest), "actual": actual})
 
 
 def _check_continues(status: UploadStatus, start: int | None) -> None:
     if start is not None and start != status.size:
         raise RangeInvalid(
-            f"chunk starts at byte {start} but the upload has {status.size} bytes; "
-            "chunks must be sent in order without gaps or overlaps",
+            f"chunk starts at byte {start} but the upload has {status.size} bytes; chunks must be sent in order without gaps or overlaps",
             upload=status,
         )

@@ -127,10 +127,9 @@ def headers_of(error: RegistryError) -> dict[str, str]:
 
 
 def error_response(request: web.Request, error: RegistryError) -> web.Response:
-    status, headers = status_of(error), headers_of(error)
-    if request.method == "HEAD":
-        return web.Response(status=status, headers=headers)
-    return web.json_response(error.to_json(), status=status, headers=headers)
+    """The spec's JSON error body; to a HEAD, the same headers with no body (aiohttp leaves the
+    body out and keeps its Content-Length, so the client can reuse the connection)."""
+    return web.json_response(error.to_json(), status=status_of(error), headers=headers_of(error))
 
 
 @web.middleware

@@ -79,9 +79,7 @@ class RepositorySettingsStore:
         """`user` stars (or un-stars) the repository; the count moves only when a star row came or went."""
         async with self.database.write() as connection:
             if starred:
-                changed = await connection.execute(
-                    self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing()
-                )
+                changed = await connection.execute(self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing())
             else:
                 changed = await connection.execute(delete(stars).where(stars.c.repository == name, stars.c.user == user))
             if changed.rowcount:
@@ -96,7 +94,6 @@ class RepositorySettingsStore:
         async with self.database.read() as connection:
             found = await connection.execute(select(stars.c.user).where(stars.c.repository == name, stars.c.user == user))
             return found.first() is not None
-
 
     async def forget(self, name: str) -> None:
         """Everything the Hub knows of a deleted repository: settings, stars, tag counts, webhooks

@@ -65,6 +65,8 @@ MAX_URL_LENGTH = 2048
 MAX_SECRET_LENGTH = 256
 USER_AGENT = "Dockyard-Webhook/1"
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+HOOKED_REFRESH_SECONDS = 1.0
+"""How long a process trusts its list of which repositories have webhooks at all."""
 
 
 def validate_url(text: str) -> str:
@@ -94,6 +96,31 @@ class WebhookStore:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._hooked: frozenset[str] = frozenset()
+        self._hooked_until = 0.0  # monotonic time; 0: read it again before trusting it
+        self._changes = 0  # local adds and removes, so a read begun before one is not kept
+
+    async def for_event(self, repository: str) -> builtins.list[Webhook]:
+        """The webhooks an event in `repository` goes to. Most repositories have none, and
+        which ones have any is read at most once per `HOOKED_REFRESH_SECONDS`, so a push to a
+        repository without webhooks costs no query. A webhook added in this process counts at
+        once; one added through another worker or replica, within that second."""
+        now = time.monotonic()
+        if now >= self._hooked_until:
+            changes = self._changes
+            async with self.database.read() as connection:
+                hooked = frozenset((await connection.execute(select(webhooks.c.repository).distinct())).scalars())
+            if changes == self._changes:
+                self._hooked, self._hooked_until = hooked, now + HOOKED_REFRESH_SECONDS
+            else:
+                return await self.list(repository)  # changed here meanwhile: ask for this one
+        if repository not in self._hooked:
+            return []
+        return await self.list(repository)
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._hooked_until = 0.0
 
     async def list(self, repository: str) -> builtins.list[Webhook]:
         async with self.database.read() as connection:
@@ -119,11 +146,13 @@ class WebhookStore:
             await connection.execute(
                 webhooks.insert().values(id=hook.id, repository=repository, url=url, events=",".join(wanted), secret=secret, created=hook.created)
             )
+        self._changed()
         return hook
 
     async def remove(self, repository: str, webhook_id: str) -> None:
         async with self.database.write() as connection:
             removed = await connection.execute(delete(webhooks).where(webhooks.c.repository == repository, webhooks.c.id == webhook_id))
+        self._changed()
         if removed.rowcount == 0:
             raise NotFound(f"repository {repository!r} has no webhook {webhook_id!r}")
 
@@ -286,7 +315,7 @@ class Webhooks:
 
     async def _dispatch(self, event: Event) -> None:
         try:
-            hooks = [hook for hook in await self.store.list(event.repository) if event.kind in hook.events]
+            hooks = [hook for hook in await self.store.for_event(event.repository) if event.kind in hook.events]
         except Exception:
             log.exception("webhooks: cannot read the webhooks of %s; %s event dropped", event.repository, event.kind)
             return
@@ -318,11 +347,18 @@ class Webhooks:
             delivery.done = True
             await self._record(delivery)
         if delivery.delivered:
-            log.info("webhooks: %s event of %s delivered to webhook %s (%s, attempt %d)",
-                     event.kind, event.repository, hook.id, delivery.status, delivery.attempts)
+            log.info(
+                "webhooks: %s event of %s delivered to webhook %s (%s, attempt %d)", event.kind, event.repository, hook.id, delivery.status, delivery.attempts
+            )
         else:
-            log.warning("webhooks: %s event of %s not delivered to webhook %s after %d attempts: %s",
-                        event.kind, event.repository, hook.id, delivery.attempts, delivery.error)
+            log.warning(
+                "webhooks: %s event of %s not delivered to webhook %s after %d attempts: %s",
+                event.kind,
+                event.repository,
+                hook.id,
+                delivery.attempts,
+                delivery.error,
+            )
 
     async def _attempt(self, url: str, body: bytes, headers: dict[str, str], delivery: Delivery) -> bool:
         """One POST; records the outcome in `delivery` and says whether another try may help."""
