@@ -1,6 +1,7 @@
 """Where registry bytes live: one async contract (`base`) and its implementations."""
 
 from .base import (
+    AppendConflict,
     InvalidPath,
     InvalidRange,
     ObjectInfo,
@@ -11,6 +12,7 @@ from .base import (
 )
 
 __all__ = [
+    "AppendConflict",
     "InvalidPath",
     "InvalidRange",
     "ObjectInfo",

@@ -9,6 +9,7 @@ Object layout (all keys are `/`-separated relative paths; the registry alone dec
     repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>   referrer descriptor (JSON)
     uploads/<uuid>.json                                       upload session (its repository, start)
     repositories/<name>/_uploads/<uuid>/data                  appendable object of that upload
+    repositories/<name>/_uploads/<uuid>/hashstate             its running hash, for another process
     catalog/<name with / as +>                                marks a repository as existing
     trash/<algorithm>/<2 hex>/<hex>/data                      content gc took away, until it deletes it
     trash/<algorithm>/<2 hex>/<hex>/since                     when gc took it (seconds since the epoch)
@@ -56,6 +57,17 @@ class StorageFull(StorageError):
     """No space left (or the quota is used up): the write did not happen, reads still work."""
 
 
+class AppendConflict(StorageError):
+    """An `append(at=…)` found the object at another size: someone else appended meanwhile
+    (or is appending right now)."""
+
+    def __init__(self, path: str, size: int | None) -> None:
+        held = "another append to it is in progress" if size is None else f"it has {size} bytes"
+        super().__init__(f"appendable object {path!r} changed under this append: {held}")
+        self.path = path
+        self.size = size
+
+
 class InvalidPath(StorageError):
     """A key with empty, `.` or `..` components, or a leading `/`."""
 
@@ -85,6 +97,11 @@ class StorageBackend(ABC):
     """One place registry bytes live. Implementations: filesystem, s3."""
 
     name: str = "abstract"
+    exclusive_appends: bool = False
+    """True when `append(at=…)` is checked and done under a lock that holds across processes,
+    so the appended bytes are exactly the ones this call streamed, at `at`: what the caller
+    hashed while streaming is then the object's content (the registry keeps upload hash
+    states only then). False: the check is made, but two processes can race past it."""
 
     # -- whole objects -------------------------------------------------------------------
     @abstractmethod
@@ -161,11 +178,12 @@ class StorageBackend(ABC):
 
     # -- appendable objects (chunked uploads) -------------------------------------------------
     @abstractmethod
-    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None) -> int:
         """Append the streamed bytes to the appendable object at `path` (created when missing).
 
         All or nothing: when the stream raises, the object keeps its previous size and the
-        exception propagates. Returns the new total size.
+        exception propagates. Returns the new total size. With `at`, raises AppendConflict
+        (and appends nothing) unless the object has exactly `at` bytes when the append begins.
         """
 
     @abstractmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from .base import InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageFull, check_path
+from .base import AppendConflict, InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageFull, check_path
 
 READ_CHUNK = 1024 * 1024
 DIRECTORY_RACE_RETRIES = 50
@@ -113,6 +114,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class FilesystemBackend(StorageBackend):
     name = "filesystem"
+    exclusive_appends = True
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
@@ -311,15 +313,13 @@ class FilesystemBackend(StorageBackend):
             os.fsync(handle.fileno())
         os.replace(temporary, record)
 
-    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None) -> int:
         with _space_for(path):
-            return await self._append(path, chunks)
+            return await self._append(path, chunks, at)
 
-    async def _append(self, path: str, chunks: AsyncIterable[bytes]) -> int:
-        target = self._appendable(path)
-        start = await asyncio.to_thread(self._committed_size, path)
-        fd = await asyncio.to_thread(_in_directory, target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
-        try:
+    async def _append(self, path: str, chunks: AsyncIterable[bytes], at: int | None) -> int:
+        fd, start = await asyncio.to_thread(self._open_appendable, path, at)
+        try:  # closing the descriptor releases the lock
             os.ftruncate(fd, start)
             os.lseek(fd, start, os.SEEK_SET)
             size = start
@@ -328,14 +328,36 @@ class FilesystemBackend(StorageBackend):
                     if chunk:
                         await _write_chunk(fd, chunk)
                         size += len(chunk)
-                await asyncio.to_thread(os.fsync, fd)
+                await asyncio.to_thread(self._sync_and_record, fd, path, size)
             except BaseException:
                 os.ftruncate(fd, start)
                 raise
         finally:
             os.close(fd)
-        await asyncio.to_thread(self._record_size, path, size)
         return size
+
+    def _open_appendable(self, path: str, at: int | None) -> tuple[int, int]:
+        """The appendable file, open and exclusively locked (flock: held across processes, so
+        the worker processes and replicas on one file system append one at a time), with the
+        size committed so far; AppendConflict when it is locked or not at `at`."""
+        target = self._appendable(path)
+        fd = _in_directory(target.parent, lambda: os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AppendConflict(path, None) from None
+            start = self._committed_size(path)
+            if at is not None and start != at:
+                raise AppendConflict(path, start)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, start
+
+    def _sync_and_record(self, fd: int, path: str, size: int) -> None:
+        os.fsync(fd)
+        self._record_size(path, size)  # under the lock still: the next append starts from it
 
     async def append_size(self, path: str) -> int:
         return await asyncio.to_thread(self._committed_size, path)

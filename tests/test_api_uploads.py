@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
+import time
 from collections.abc import AsyncIterator
 
+import pytest
+
 from registry.api.app import create_app
+from storage_backends.filesystem import FilesystemBackend
 from tests.oci import error_codes, location_of, push_blob, random_blob, sha256, stored_keys
 
 
@@ -167,8 +173,7 @@ async def test_cancel_deletes_session(client, storage):
 async def test_unknown_or_foreign_upload_is_blob_upload_unknown(client):
     location = await start(client, "acme/app")
     upload_id = location.rsplit("/", 1)[1]
-    for url in [f"/v2/other/app/blobs/uploads/{upload_id}", "/v2/acme/app/blobs/uploads/" + "0" * 32,
-                "/v2/acme/app/blobs/uploads/..%2F..%2Fetc"]:
+    for url in [f"/v2/other/app/blobs/uploads/{upload_id}", "/v2/acme/app/blobs/uploads/" + "0" * 32, "/v2/acme/app/blobs/uploads/..%2F..%2Fetc"]:
         response = await client.patch(url, data=b"data")
         assert response.status == 404, url
         assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
@@ -202,8 +207,10 @@ async def test_mount_without_from_links_a_blob_the_registry_has(client):
     assert unknown.status == 202
 
 
-async def test_upload_continues_after_restart_and_verifies_by_rereading(aiohttp_client, storage):
-    """A fresh process has no running hash: completion re-reads the appended bytes."""
+async def test_upload_continues_after_restart_and_is_verified(aiohttp_client, storage):
+    """A fresh process has no running hash in memory: it goes on from the saved hash state
+    (filesystem) or completion re-reads the appended bytes (S3); either way a wrong digest is
+    refused and the right one accepted."""
     blob = random_blob(2_500_000)
     first = await aiohttp_client(create_app(storage))
     location = await start(first)
@@ -225,6 +232,67 @@ async def test_upload_continues_after_restart_and_verifies_by_rereading(aiohttp_
     done = await third.put(third_location, params={"digest": blob.digest})
     assert done.status == 201
     assert await (await third.get(f"/v2/acme/app/blobs/{blob.digest}")).read() == blob.data
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+async def test_chunks_through_different_processes_are_hashed_once(aiohttp_client, storage, monkeypatch, algorithm):
+    """POST, each PATCH and the PUT reach another process (another app over the same storage,
+    as with worker processes and replicas). The filesystem appends exclusively, so each process
+    goes on from the hash state the previous append saved and completion reads nothing back;
+    on S3 completion re-reads the bytes once. Both verify the digest."""
+    rereads: list[str] = []
+    read_appended = storage.read_appended
+
+    def counted(path: str) -> AsyncIterator[bytes]:
+        rereads.append(path)
+        return read_appended(path)
+
+    monkeypatch.setattr(storage, "read_appended", counted)
+    data = random_blob(3_000_000).data
+    digest = f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    apps = [await aiohttp_client(create_app(storage)) for _ in range(4)]
+    started = await apps[0].post("/v2/acme/app/blobs/uploads/", params={"digest-algorithm": algorithm})
+    location = location_of(started)
+    for app, (first, last) in zip(apps[1:3], [(0, 999_999), (1_000_000, 1_999_999)]):
+        response = await app.patch(location, data=data[first : last + 1], headers={"Content-Range": f"{first}-{last}"})
+        assert response.status == 202, await response.text()
+    done = await apps[3].put(location, params={"digest": digest}, data=data[2_000_000:])
+    assert done.status == 201, await done.text()
+    assert await (await apps[0].get(f"/v2/acme/app/blobs/{digest}")).read() == data
+    assert len(rereads) == {"filesystem": 0, "s3": 1}[storage.name]
+
+
+async def test_a_chunk_sent_while_another_process_writes_one_is_refused_with_416(aiohttp_client, tmp_path):
+    """Two PATCHes of one upload at once through two processes (a client breaking the
+    one-chunk-at-a-time rule): the one that finds the other appending is refused with 416
+    RANGE_INVALID and writes nothing; the first completes, and so does the upload."""
+    storage = FilesystemBackend(tmp_path / "store")
+    first, second = [await aiohttp_client(create_app(storage)) for _ in range(2)]
+    location = await start(first)
+    head, tail = random_blob(1_500_000).data, b"tail of the chunk"
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield head
+        await release.wait()
+        yield tail
+
+    patching = asyncio.create_task(first.patch(location, data=slow()))
+    appending = None
+    deadline = time.monotonic() + 20
+    while appending is None or appending.stat().st_size < 1024 * 1024:  # the first MiB is on disk: the append holds its lock
+        assert time.monotonic() < deadline, "the first PATCH never started writing"
+        await asyncio.sleep(0.02)
+        appending = next((tmp_path / "store").glob("repositories/acme/app/_uploads/*/.data.append"), None)
+    refused = await second.patch(location, data=b"intruder")
+    assert refused.status == 416
+    assert await error_codes(refused) == ["RANGE_INVALID"]
+    release.set()
+    assert (await patching).status == 202
+    whole = head + tail
+    done = await second.put(location, params={"digest": sha256(whole)})
+    assert done.status == 201
+    assert await (await second.get(f"/v2/acme/app/blobs/{sha256(whole)}")).read() == whole
 
 
 async def test_empty_blob_upload(client):
@@ -278,7 +346,9 @@ def test_uploads_purge_command(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "registry", "uploads", "purge", "--older-than", "1", "--storage-root", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "purged 0 upload sessions and 0 leftovers of interrupted writes (0 bytes)"

@@ -75,8 +75,13 @@ async def test_replicas_starting_together_migrate_once(empty_database_url, tmp_p
     lock; SQLite: BEGIN IMMEDIATE) all succeed, and the schema is built once."""
     environment = {**os.environ, "DOCKYARD_METADATA__URL": empty_database_url}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "registry", "metadata", "migrate", "--storage-root", str(tmp_path / "store")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "registry", "metadata", "migrate", "--storage-root", str(tmp_path / "store")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )  # fmt: skip
         for _ in range(3)
     ]
     outcomes = [(process.wait(120), *process.communicate()) for process in processes]

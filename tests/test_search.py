@@ -34,8 +34,7 @@ async def test_search_shape_and_ranking(aiohttp_client, storage):
     # exact (full or last component), then prefix, then substring, then description
     assert names == ["bitnami/redis", "redis", "acme/redis-tools", "someone/cache"]
     first = body["results"][1]
-    assert first == {"name": "redis", "description": "the official redis image", "star_count": 0, "pull_count": 0,
-                     "is_official": True, "is_automated": False}
+    assert first == {"name": "redis", "description": "the official redis image", "star_count": 0, "pull_count": 0, "is_official": True, "is_automated": False}
 
 
 async def test_stars_break_ties(aiohttp_client, storage):

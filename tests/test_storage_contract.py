@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storage_backends import InvalidPath, InvalidRange, ObjectNotFound, StorageBackend
+from storage_backends import AppendConflict, InvalidPath, InvalidRange, ObjectNotFound, StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.s3 import MIN_PART_SIZE, S3Backend
 from tests.s3server import REGION, Bucket, moto_server, s3_bucket  # noqa: F401  (fixtures)
@@ -74,9 +74,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     bucket: Bucket = request.getfixturevalue("s3_bucket")
     return Store(
         "s3",
-        lambda: S3Backend(
-            bucket.name, prefix=S3_PREFIX, region=REGION, endpoint_url=bucket.server.url, part_size=MIN_PART_SIZE
-        ),
+        lambda: S3Backend(bucket.name, prefix=S3_PREFIX, region=REGION, endpoint_url=bucket.server.url, part_size=MIN_PART_SIZE),
         bucket,
     )
 
@@ -310,9 +308,7 @@ async def test_list_start_after_and_limit_page_through(backend: StorageBackend) 
 PAGE_STARTS = ["", "A", "a", "b", "b-", "b-1", "b.", "b/", "bz", "e", "e-", "e.0", "zz", "é", "\U0010ffff"]
 
 
-async def assert_pages(
-    backend: StorageBackend, limits: list[int] | None = None, starts: list[str] = PAGE_STARTS
-) -> None:
+async def assert_pages(backend: StorageBackend, limits: list[int] | None = None, starts: list[str] = PAGE_STARTS) -> None:
     full = await backend.list("l")
     assert full == LISTED
     for limit in limits or range(1, len(full) + 2):
@@ -545,6 +541,44 @@ async def test_another_replica_continues_an_upload(store: Store, backend: Storag
         await other.close()
 
 
+async def test_append_at_another_size_is_refused_and_appends_nothing(backend: StorageBackend) -> None:
+    assert await backend.append("up/9/data", stream(b"first"), at=0) == 5
+    for stale in (0, 4, 6):
+        with pytest.raises(AppendConflict) as refused:
+            await backend.append("up/9/data", stream(b"late"), at=stale)
+        assert refused.value.size == 5
+    assert await backend.append("up/9/data", stream(b" second"), at=5) == 12
+    assert await collect(backend.read_appended("up/9/data")) == b"first second"
+
+
+async def test_filesystem_appends_are_exclusive_across_processes(tmp_path: Path) -> None:
+    """The filesystem says `exclusive_appends`: a second append to an object (here through
+    another backend over the same directory: another process) while one is streaming is
+    refused at once, and the first one's bytes are all there is."""
+    backend, other = FilesystemBackend(tmp_path), FilesystemBackend(tmp_path)
+    assert backend.exclusive_appends
+    streaming, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"first half, "
+        streaming.set()
+        await release.wait()
+        yield b"second half"
+
+    try:
+        first = asyncio.create_task(backend.append("up/10/data", slow(), at=0))
+        await streaming.wait()
+        with pytest.raises(AppendConflict) as refused:
+            await other.append("up/10/data", stream(b"intruder"), at=0)
+        assert refused.value.size is None, "refused for the lock held, not for a size"
+        release.set()
+        assert await first == 23
+        assert await collect(other.read_appended("up/10/data")) == b"first half, second half"
+        assert await other.append("up/10/data", stream(b"!"), at=23) == 24, "the lock went with the first append"
+    finally:
+        release.set()
+
+
 # -- paths ----------------------------------------------------------------------------------
 BAD_PATHS = ["", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", "..", ".hidden", "a/.hidden", "a\\b", "a\x00b"]
 
@@ -630,9 +664,7 @@ async def test_redirect_url(store: Store, backend: StorageBackend) -> None:
 # -- S3 only --------------------------------------------------------------------------------
 @pytest.fixture
 async def s3(s3_bucket: Bucket) -> AsyncIterator[S3Backend]:
-    backend = S3Backend(
-        s3_bucket.name, prefix=S3_PREFIX, region=REGION, endpoint_url=s3_bucket.server.url, part_size=MIN_PART_SIZE
-    )
+    backend = S3Backend(s3_bucket.name, prefix=S3_PREFIX, region=REGION, endpoint_url=s3_bucket.server.url, part_size=MIN_PART_SIZE)
     yield backend
     await backend.close()
 

@@ -64,6 +64,11 @@ def upload_data(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/data"
 
 
+def upload_hash_state(name: str, upload_id: str) -> str:
+    """`<offset>\\n<ResumableHash state>` of the upload's first <offset> bytes (filesystem only)."""
+    return f"{upload_dir(name, upload_id)}/hashstate"
+
+
 TRASH = "trash"
 
 

@@ -1,11 +1,14 @@
 """Blob upload sessions: monolithic, chunked, streamed, resumable, and verified while streaming.
 
-A session lives entirely in storage (`_uploads/<id>/state.json` plus an appendable data
-object), so it survives restarts and any replica can continue it. Each PATCH is appended all
-or nothing. The digest is computed while bytes stream in; the running hash is kept in this
-process, keyed by session and offset. When a session continued on another process (or after
-a restart) that state is missing, and completion re-reads the appended bytes once instead.
-Nothing becomes a blob until its digest has been verified.
+A session lives entirely in storage (`uploads/<id>.json` plus an appendable data object), so
+it survives restarts and any worker or replica can continue it. Each PATCH is appended all or
+nothing. The digest is computed while bytes stream in. The running hash is kept in this
+process, keyed by session and offset, and — where the backend appends exclusively across
+processes (`StorageBackend.exclusive_appends`: the filesystem) — saved beside the data after
+every append (`hashstate`, a `ResumableHash` state), so the PATCH or PUT that lands on another
+worker process goes on from it. Where neither is there (S3, or a state of another offset),
+completion re-reads the appended bytes once instead. Nothing becomes a blob until its digest
+has been verified.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocispec.digest import SUPPORTED_ALGORITHMS, Digest
-from storage_backends import ObjectNotFound, StorageBackend
+from ocispec.resumable_hash import ResumableHash, StateRefused, available
+from storage_backends import AppendConflict, ObjectNotFound, StorageBackend
 
 from . import layout
 from .blobs import BlobInfo, Blobs
@@ -39,6 +43,8 @@ class UploadStatus:
     upload_id: str
     size: int
     """Bytes received so far."""
+    algorithm: str = "sha256"
+    """What the content is hashed with as it arrives (the POST's `digest-algorithm`)."""
 
 
 @dataclass
@@ -64,8 +70,8 @@ class Uploads:
         upload_id = uuid.uuid4().hex
         state = {"name": name, "id": upload_id, "started": time.time(), "algorithm": algorithm}
         await self.storage.put_bytes(layout.upload_state(upload_id), json.dumps(state).encode())
-        self._remember(upload_id, _RunningHash(0, hashlib.new(algorithm)))
-        return UploadStatus(name, upload_id, 0)
+        self._remember(upload_id, _RunningHash(0, _new_hasher(algorithm)))
+        return UploadStatus(name, upload_id, 0, algorithm)
 
     async def status(self, name: str, upload_id: str) -> UploadStatus:
         if len(upload_id) != UPLOAD_ID_LENGTH or not all(c in "0123456789abcdef" for c in upload_id):
@@ -77,7 +83,7 @@ class Uploads:
         if state.get("name") != name:
             raise BlobUploadUnknown(f"no upload {upload_id} in repository {name!r}")
         size = await self.storage.append_size(layout.upload_data(name, upload_id))
-        return UploadStatus(name, upload_id, size)
+        return UploadStatus(name, upload_id, size, state.get("algorithm", "sha256"))
 
     async def cancel(self, name: str, upload_id: str) -> None:
         async with self._lock(upload_id):
@@ -99,23 +105,59 @@ class Uploads:
             status = await self.status(name, upload_id)
             _check_continues(status, start)
             size = await self._append(status, body, length)
-            return UploadStatus(name, upload_id, size)
+            return UploadStatus(name, upload_id, size, status.algorithm)
 
-    async def _append(self, status: UploadStatus, body: AsyncIterable[bytes], length: int | None) -> int:
-        running = self._hashes.get(status.upload_id)
-        hasher = running.hasher.copy() if running and running.offset == status.size else None
+    async def _append(self, status: UploadStatus, body: AsyncIterable[bytes], length: int | None, *, save_hash: bool = True) -> int:
+        hasher = await self._hasher_at(status)
         stream: AsyncIterable[bytes] = exactly(body, length)
         if hasher is not None:
             stream = hashing(stream, hasher)
         try:
-            size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream)
+            size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream, at=status.size)
         except LengthMismatch as error:
             raise SizeInvalid(f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status) from None
-        if hasher is not None:
-            self._remember(status.upload_id, _RunningHash(size, hasher))
-        else:
+        except AppendConflict as conflict:
+            now = status if conflict.size is None else UploadStatus(status.name, status.upload_id, conflict.size, status.algorithm)
+            raise RangeInvalid(
+                "another chunk of this upload was written meanwhile or is being written now; "
+                "send chunks one at a time, each after the previous one was answered",
+                upload=now,
+            ) from None
+        if hasher is None:
             self._hashes.pop(status.upload_id, None)
+            return size
+        self._remember(status.upload_id, _RunningHash(size, hasher))
+        if save_hash and isinstance(hasher, ResumableHash) and self.storage.exclusive_appends:
+            saved = f"{size}\n".encode() + hasher.state()
+            await self.storage.put_bytes(layout.upload_hash_state(status.name, status.upload_id), saved)
         return size
+
+    async def _hasher_at(self, status: UploadStatus) -> Any:
+        """A hash of the upload's first `status.size` bytes to go on hashing with: this
+        process's running one; else, where storage appends exclusively (so what was hashed is
+        what was appended), a new one for an empty upload or the state the last append saved.
+        None when there is none: completion re-reads the bytes."""
+        running = self._hashes.get(status.upload_id)
+        if running is not None and running.offset == status.size:
+            return running.hasher.copy()
+        if not self.storage.exclusive_appends:
+            return None
+        if status.size == 0:
+            return _new_hasher(status.algorithm)
+        return await self._saved_hasher(status)
+
+    async def _saved_hasher(self, status: UploadStatus) -> ResumableHash | None:
+        try:
+            saved = await self.storage.get_bytes(layout.upload_hash_state(status.name, status.upload_id))
+        except ObjectNotFound:
+            return None
+        offset, _, state = saved.partition(b"\n")
+        if offset != str(status.size).encode():
+            return None  # saved before a later append (whose process had no hash to go on with)
+        try:
+            return ResumableHash.resume(state)
+        except StateRefused:
+            return None
 
     async def finish(
         self,
@@ -143,8 +185,8 @@ class Uploads:
                     raise
                 await self._discard(name, upload_id)
                 return blob
-            size = await self._append(status, body, length)
-            actual = await self._digest_of(UploadStatus(name, upload_id, size), digest.algorithm)
+            size = await self._append(status, body, length, save_hash=False)  # checked right here
+            actual = await self._digest_of(UploadStatus(name, upload_id, size, status.algorithm), digest.algorithm)
             if actual != digest.encoded:
                 await self._discard(name, upload_id)
                 raise DigestInvalid(
@@ -206,6 +248,10 @@ class Uploads:
         running = self._hashes.get(status.upload_id)
         if running is not None and running.hasher.name == algorithm and running.offset == status.size:
             return str(running.hasher.hexdigest())
+        if self.storage.exclusive_appends and status.algorithm == algorithm:
+            saved = await self._saved_hasher(status)
+            if saved is not None:
+                return saved.hexdigest()
         hasher = hashlib.new(algorithm)
         try:
             async for chunk in self.storage.read_appended(layout.upload_data(status.name, status.upload_id)):
@@ -231,6 +277,11 @@ class Uploads:
         if len(self._hashes) >= MAX_RUNNING_HASHES:
             self._hashes.pop(next(iter(self._hashes)))
         self._hashes[upload_id] = running
+
+
+def _new_hasher(algorithm: str) -> Any:
+    """A hash whose state can be saved for another process where this machine has one."""
+    return ResumableHash(algorithm) if available(algorithm) else hashlib.new(algorithm)
 
 
 async def _verified(chunks: AsyncIterable[bytes], hasher: Any, digest: Digest) -> AsyncIterable[bytes]:
