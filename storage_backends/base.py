@@ -129,14 +129,19 @@ class StorageBackend(ABC):
 
         return list(await asyncio.gather(*(one(path) for path in paths)))
 
-    async def ensure_marker(self, path: str) -> bool:
-        """`put_marker` unless the marker is there already; True when this call made it.
-        Backends that can check and create in one step do (the filesystem: one thread hop
-        instead of two); callers racing on one path may each be told True."""
-        if await self.exists(path):
-            return False
-        await self.put_marker(path)
-        return True
+    async def ensure_markers(self, paths: Sequence[str]) -> list[bool]:
+        """`put_marker` of each path whose marker is not there already; for each path, True
+        when this call made it. Backends that can do it in one step do (the filesystem: one
+        thread hop, every marker created before any directory is synced, so a journaling file
+        system commits them together); callers racing on one path may each be told True."""
+
+        async def one(path: str) -> bool:
+            if await self.exists(path):
+                return False
+            await self.put_marker(path)
+            return True
+
+        return list(await asyncio.gather(*(one(path) for path in paths)))
 
     @abstractmethod
     async def get_bytes(self, path: str) -> bytes:

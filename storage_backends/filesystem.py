@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import stat
@@ -175,17 +176,21 @@ class FilesystemBackend(StorageBackend):
         fulls = [self._full(path) for path in paths]
         return await asyncio.to_thread(lambda: [_regular_file_info(full) for full in fulls])
 
-    async def ensure_marker(self, path: str) -> bool:
-        target = self._full(path)
-        with _space_for(path):
-            return await asyncio.to_thread(self._ensure_marker, target)
+    async def ensure_markers(self, paths: Sequence[str]) -> list[bool]:
+        targets = [self._full(path) for path in paths]
+        with _space_for(", ".join(paths)):
+            return await asyncio.to_thread(self._ensure_markers, targets)
 
-    @classmethod
-    def _ensure_marker(cls, target: Path) -> bool:
-        if target.is_file():
-            return False  # the common case: one stat, in the same hop as the create would be
-        cls._put_marker(target)
-        return True
+    @staticmethod
+    def _ensure_markers(targets: list[Path]) -> list[bool]:
+        made = [False] * len(targets)
+        for index, target in enumerate(targets):
+            if not target.is_file():  # the common case: one stat, in the same hop as the create would be
+                os.close(_in_directory(target.parent, functools.partial(os.open, target, os.O_WRONLY | os.O_CREAT, 0o644)))
+                made[index] = True
+        for directory in dict.fromkeys(target.parent for target, new in zip(targets, made) if new):
+            _fsync_dir(directory)
+        return made
 
     @staticmethod
     def _put_marker(target: Path) -> None:

@@ -96,16 +96,18 @@ async def test_a_marker_exists_empty_in_new_directories_and_is_idempotent(backen
     assert await backend.list("deep/new/dirs") == ["marker"], "nothing but the marker: no temporary left beside it"
 
 
-async def test_ensure_marker_creates_once_and_says_whether_it_did(backend: StorageBackend) -> None:
-    assert await backend.ensure_marker("m/new/dirs/marker") is True
-    assert await backend.ensure_marker("m/new/dirs/marker") is False
+async def test_ensure_markers_create_once_and_say_which_they_made(backend: StorageBackend) -> None:
+    assert await backend.ensure_markers(["m/new/dirs/marker", "m/other/new/dir/marker"]) == [True, True]
+    assert await backend.ensure_markers(["m/new/dirs/marker", "m/other/new/dir/marker", "m/third"]) == [False, False, True]
     assert await backend.get_bytes("m/new/dirs/marker") == b""
     await backend.put_bytes("m/new/dirs/full", b"data")
-    assert await backend.ensure_marker("m/new/dirs/full") is False, "an object already there is left alone"
+    assert await backend.ensure_markers(["m/new/dirs/full"]) == [False], "an object already there is left alone"
     assert await backend.get_bytes("m/new/dirs/full") == b"data"
-    racing = await asyncio.gather(*(backend.ensure_marker("m/raced") for _ in range(8)))
-    assert any(racing) and await backend.exists("m/raced")
+    assert await backend.ensure_markers([]) == []
+    racing = await asyncio.gather(*(backend.ensure_markers(["m/raced"]) for _ in range(8)))
+    assert any(made for [made] in racing) and await backend.exists("m/raced")
     assert sorted(await backend.list("m/new/dirs")) == ["full", "marker"]
+    assert await backend.list("m/other/new/dir") == ["marker"]
 
 
 async def test_stat_many_answers_each_path_in_order_with_none_where_nothing_is(backend: StorageBackend) -> None:

@@ -163,8 +163,7 @@ class Blobs:
         return await self.content_info(digest) is not None
 
     async def link(self, name: str, digest: Digest) -> None:
-        await self.storage.ensure_marker(layout.layer_link(name, digest))
-        await self.repositories.mark_exists(name)
+        await self.repositories.mark_exists(name, with_markers=[layout.layer_link(name, digest)])
 
     async def unlink(self, name: str, digest: Digest) -> None:
         if not await self.storage.delete(layout.layer_link(name, digest)):

@@ -133,8 +133,8 @@ class Manifests:
         if not await self.storage.exists(blob_key):
             await self.storage.put_bytes(blob_key, body)
         revision = {"mediaType": parsed.media_type, "size": len(body)}
-        await self.storage.put_bytes(layout.manifest_revision(name, digest), json.dumps(revision).encode())
-        await self.blobs.link(name, digest)
+        # Both need only the content, not each other: written at once, their syncs overlap.
+        await asyncio.gather(self.storage.put_bytes(layout.manifest_revision(name, digest), json.dumps(revision).encode()), self.blobs.link(name, digest))
         subject = parsed.subject.parsed_digest if parsed.subject else None
         if subject is not None:
             await self.storage.put_bytes(layout.referrer(name, subject, digest), json.dumps(_referrer_descriptor(digest, body, parsed)).encode())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from storage_backends import ObjectNotFound, StorageBackend
@@ -27,8 +27,11 @@ class Repositories:
         self.storage = storage
         self._on_created = on_created
 
-    async def mark_exists(self, name: str) -> None:
-        if await self.storage.ensure_marker(layout.catalog_entry(name)) and self._on_created is not None:
+    async def mark_exists(self, name: str, *, with_markers: Sequence[str] = ()) -> None:
+        """The repository is in the catalog, and so are `with_markers` (its own links), all in
+        one storage call; a repository new to the catalog is announced to `on_created`."""
+        *_, created = await self.storage.ensure_markers([*with_markers, layout.catalog_entry(name)])
+        if created and self._on_created is not None:
             await self._on_created(name)
 
     async def exists(self, name: str) -> bool:
