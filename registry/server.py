@@ -34,7 +34,7 @@ def serve(settings: Settings) -> int:
         from .core.hub.signing import share_generated_key
 
         share_generated_key()
-    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings))
+    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings, count))
 
 
 def _serve_worker(settings: Settings, listener: socket.socket) -> None:

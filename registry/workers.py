@@ -1,11 +1,17 @@
 """Several worker processes serving one port: a pre-fork supervisor.
 
 The registry keeps no state in a process that another process could miss (content in the
-storage backend, the Hub in the metadata database), so N processes can serve one listening
-socket and the kernel spreads connections over them, using every core where one event loop
-uses one. The supervisor binds the socket, runs the start-up checks once (schema migration,
-JSON-era records), forks `http.workers` workers that each serve the inherited socket, and then
-only watches: a worker that dies is replaced (one that cannot even start stops the whole
+storage backend, the Hub in the metadata database), so N processes can serve one port and use
+every core where one event loop uses one. The supervisor binds one listening socket per worker
+on the same port (SO_REUSEPORT: the kernel spreads new connections over the sockets by their
+addresses), runs the start-up checks once (schema migration, JSON-era records), forks
+`http.workers` workers that each serve one of the inherited sockets, and then only watches.
+One socket per worker rather than one shared socket, because a shared one goes to whichever
+event loop wakes first, and asyncio accepts every pending connection at once: the few
+long-lived connections of a `docker push` all landed on one worker while the others idled.
+The supervisor keeps every socket open, so connections that arrive for a worker being
+replaced wait in its socket's queue for the next one. (Without SO_REUSEPORT, all workers share
+one socket.) The supervisor only watches: a worker that dies is replaced (one that cannot even start stops the whole
 registry), and SIGTERM or SIGINT is passed to every worker, each of which drains its in-flight
 requests (`http.shutdown_timeout`) before the supervisor exits. Workers die with the
 supervisor (PR_SET_PDEATHSIG), so a kill -9 of it leaves no worker serving.
@@ -35,19 +41,29 @@ STARTUP_FAILURE = 3
 """Exit status of a worker whose start-up failed (as opposed to a crash while serving)."""
 
 
-def bind(settings: Settings) -> socket.socket:
+def bind(settings: Settings, count: int = 1) -> list[socket.socket]:
+    """`count` listening sockets on `http.listen` (one per worker), or one if the system
+    cannot share a port between sockets."""
     host, port = settings.http.host, settings.http.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shared = count > 1 and hasattr(socket, "SO_REUSEPORT")
+    listeners: list[socket.socket] = []
     try:
-        listener.bind((host, port))
+        for _ in range(count if shared else 1):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if shared:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, port))
+            port = listener.getsockname()[1]  # port 0: the others take the one the first was given
+            listener.listen(1024)
+            listener.set_inheritable(True)
     except OSError as error:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         raise ConfigError(f"cannot listen on {settings.http.listen}: {error.strerror}") from None
-    listener.listen(1024)
-    listener.set_inheritable(True)
-    return listener
+    return listeners
 
 
 def _die_with_parent() -> None:
@@ -63,24 +79,29 @@ class Supervisor:
         self.count = count
         self.serve_worker = serve_worker
         self.prepare = prepare
-        self.workers: dict[int, float] = {}  # pid -> when it was started
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (its socket's index, when it was started)
         self.stopping = False
         self.quick_deaths = 0
+        self.listeners: list[socket.socket] = []
 
-    def run(self, listener: socket.socket) -> int:
+    def run(self, listeners: list[socket.socket]) -> int:
+        """Serve with `self.count` workers, worker i on `listeners[i]` (all on the one
+        listener when there is one)."""
+        self.listeners = listeners
         try:
             status = self._prepared()
             if status:
                 return status
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._stop)
-            for _ in range(self.count):
-                self._spawn(listener)
-            log.info("dockyard registry on %s: %d worker processes (%s)", self.settings.http.listen, self.count,
-                     ", ".join(map(str, self.workers)))  # fmt: skip
-            return self._watch(listener)
+            for slot in range(self.count):
+                self._spawn(slot)
+            log.info("dockyard registry on %s: %d worker processes (%s), %d listening sockets", self.settings.http.listen, self.count,
+                     ", ".join(map(str, self.workers)), len(listeners))  # fmt: skip
+            return self._watch()
         finally:
-            listener.close()
+            for listener in listeners:
+                listener.close()
 
     def _prepared(self) -> int:
         """Run the start-up work every worker would otherwise race to do (the schema migration,
@@ -102,12 +123,16 @@ class Supervisor:
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status)
 
-    def _spawn(self, listener: socket.socket) -> None:
+    def _spawn(self, slot: int) -> None:
         supervisor = os.getpid()
+        listener = self.listeners[slot % len(self.listeners)]
         pid = os.fork()
         if pid == 0:  # the worker
             status = 0
             try:
+                for other in self.listeners:
+                    if other is not listener:
+                        other.close()  # another worker's: only the supervisor keeps it open
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 _die_with_parent()
@@ -122,7 +147,7 @@ class Supervisor:
                 status = 1
             finally:
                 os._exit(status)
-        self.workers[pid] = time.monotonic()
+        self.workers[pid] = (slot, time.monotonic())
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
@@ -134,16 +159,17 @@ class Supervisor:
             except ProcessLookupError:
                 pass
 
-    def _watch(self, listener: socket.socket) -> int:
+    def _watch(self) -> int:
         exit_status = 0
         while self.workers:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            started = self.workers.pop(pid, None)
-            if started is None:
+            worker = self.workers.pop(pid, None)
+            if worker is None:
                 continue
+            slot, started = worker
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
                 if code not in (0, -signal.SIGTERM, -signal.SIGINT):
@@ -158,7 +184,7 @@ class Supervisor:
                 exit_status = 2
                 continue
             log.warning("worker %d ended with status %d; starting another", pid, code)
-            self._spawn(listener)
+            self._spawn(slot)
         return exit_status
 
 
