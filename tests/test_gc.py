@@ -118,9 +118,10 @@ async def test_pushes_racing_gc_never_leave_a_manifest_naming_missing_content(cl
 
     async def pusher(worker: int) -> None:
         await asyncio.sleep(0.3 * worker)  # later pushers find some shared layers deleted for good
-        for round_ in range(40):
+        for round_ in range(100):
             if round_ >= 12 and all(activity.values()):
-                break  # 12 rounds each, and on (bounded) until gc has trashed, deleted and restored
+                break  # 12 rounds each, and on (bounded) until gc has trashed, deleted and restored (a restore
+                # needs a push to land between one run's mark and its trash pass: under load that took > 40 rounds)
             name = f"race/app{worker}"
             image = random_image(layers=0)
             image.layers = list(shared)
