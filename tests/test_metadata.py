@@ -201,3 +201,34 @@ async def test_activity_flushes_many_repositories_and_tags_as_increments_keeping
     settings = await hub.repositories.many(names)
     assert [(settings[name].pull_count, settings[name].push_count) for name in names] == [(3, len(tags)), (1, 0), (1, 0)]
     assert settings[names[0]].pushed is not None and settings[names[1]].pushed is None
+
+
+async def test_repositories_created_in_the_background_are_in_before_any_read_and_at_stop(database):
+    """`create_soon` (a push's new repository) does not wait for the database, yet every read
+    in the process finds the row; `settle()` (the app's stop) writes what is pending; and a
+    repository whose background write was lost (a process killed meanwhile: here a store that
+    never wrote it) gets its row from the next activity flush after a push."""
+    from registry.core.events import Event
+    from registry.core.hub.activity import Activity
+
+    hub = Hub.over(database, "public")
+    names = [f"acme/new{index}" for index in range(30)]
+    for name in names:
+        hub.repositories.create_soon(name)
+    found = await hub.repositories.many(names)  # a read: waits for the pending rows first
+    assert sorted(found) == sorted(names) and {settings.visibility for settings in found.values()} == {"public"}
+
+    hub.repositories.create_soon("acme/at-stop")
+    await database.settle()
+    other = Database(database.url)  # another process's view: no waiting on this one's pending writes
+    try:
+        assert await Hub.over(other).repositories.get("acme/at-stop") is not None
+    finally:
+        await other.close()
+
+    assert await hub.repositories.get("acme/lost") is None  # its creation never reached the database
+    activity = Activity(database, settings=hub.repositories)
+    activity.notify(Event("push", "acme/lost", "v1", "sha256:" + "0" * 64, "application/vnd.oci.image.manifest.v1+json", None, "registry"))
+    await activity.flush()
+    lost = await hub.repositories.get("acme/lost")
+    assert lost is not None and lost.visibility == "public" and lost.push_count == 1

@@ -137,7 +137,10 @@ async def _metadata(app: web.Application) -> AsyncIterator[None]:
             await registry.hub.users.ensure_admin(auth.admin_user, auth.admin_password)
         yield
     finally:
-        await registry.database.close()
+        try:
+            await registry.database.settle()  # repositories created in the background, written before the end
+        finally:
+            await registry.database.close()
 
 
 async def _close_storage(app: web.Application) -> None:

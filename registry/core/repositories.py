@@ -23,7 +23,7 @@ class Page:
 
 
 class Repositories:
-    def __init__(self, storage: StorageBackend, on_created: Callable[[str], Awaitable[object]] | None = None) -> None:
+    def __init__(self, storage: StorageBackend, on_created: Callable[[str], None] | None = None) -> None:
         self.storage = storage
         self._on_created = on_created
 
@@ -32,7 +32,7 @@ class Repositories:
         one storage call; a repository new to the catalog is announced to `on_created`."""
         *_, created = await self.storage.ensure_markers([*with_markers, layout.catalog_entry(name)])
         if created and self._on_created is not None:
-            await self._on_created(name)
+            self._on_created(name)
 
     async def exists(self, name: str) -> bool:
         return await self.storage.exists(layout.catalog_entry(name))

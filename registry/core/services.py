@@ -52,7 +52,7 @@ class Services:
     @classmethod
     def over(cls, storage: StorageBackend, database: Database, settings: Settings) -> Services:
         hub = Hub.over(database, settings.auth.default_visibility)
-        repositories = Repositories(storage, on_created=hub.repositories.ensure)
+        repositories = Repositories(storage, on_created=hub.repositories.create_soon)
         blobs = Blobs(storage, repositories)
         auth = settings.auth
         signer = None
@@ -62,7 +62,7 @@ class Services:
             signer = TokenSigner.from_file(auth.token_key_file, issuer=auth.issuer, service=auth.service, ttl=auth.token_ttl)
         manifests = Manifests(storage, blobs, repositories)
         webhooks = Webhooks(database, allow_private_networks=settings.webhooks.allow_private_networks)
-        activity = Activity(database, settings.metadata.activity_interval)
+        activity = Activity(database, settings.metadata.activity_interval, hub.repositories)
         manifests.listeners.extend([webhooks.notify, activity.notify])
         limit = auth.rate_limit
         return cls(

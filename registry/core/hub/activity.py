@@ -22,6 +22,7 @@ from sqlalchemy import Float, Integer, bindparam, func, update
 from ..events import Event
 from ..metadata import Database
 from ..metadata.schema import repositories, tag_activity
+from .repository_settings import RepositorySettingsStore
 
 log = logging.getLogger("dockyard.activity")
 
@@ -43,9 +44,12 @@ class Tally:
 
 
 class Activity:
-    def __init__(self, database: Database, interval: float = 2.0) -> None:
+    def __init__(self, database: Database, interval: float = 2.0, settings: RepositorySettingsStore | None = None) -> None:
         self.database = database
         self.interval = interval
+        self.settings = settings
+        """Where a pushed repository gets its row if it has none yet (one whose background
+        creation a killed process never wrote: `RepositorySettingsStore.create_soon`)."""
         self._repositories: dict[str, Tally] = {}
         self._tags: dict[tuple[str, str], Tally] = {}
 
@@ -72,6 +76,9 @@ class Activity:
         self._repositories, self._tags = {}, {}
         try:
             async with self.database.write() as connection:
+                pushed = [name for name, tally in sorted(repos.items()) if tally.pushes]
+                if pushed and self.settings is not None:
+                    await self.settings.add_missing(connection, pushed)
                 if repos:
                     await connection.execute(REPOSITORY_INCREMENT, [_repository_row(name, tally) for name, tally in sorted(repos.items())])
                 rows = [_tag_row(name, tag, tally) for (name, tag), tally in sorted(tags.items())]

@@ -5,6 +5,8 @@ never overwrite each other."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -17,7 +19,18 @@ from ..metadata.schema import repositories, stars, tag_activity, webhooks
 from .errors import NotFound
 from .models import RepositorySettings, Visibility
 
+log = logging.getLogger("dockyard.hub")
+
 SETTINGS_COLUMNS = frozenset({"visibility", "description", "full_description"})
+
+
+ROWS_PER_INSERT = 500
+"""Repositories per multi-row INSERT (a few thousand parameters: far under SQLite's limit)."""
+
+
+def _log_failure(writer: asyncio.Future[None]) -> None:
+    if not writer.cancelled() and writer.exception() is not None:
+        log.error("repository settings not written yet (retried at the next use of the database): %s", writer.exception())
 
 
 def settings_of(row: RowMapping) -> RepositorySettings:
@@ -39,6 +52,9 @@ class RepositorySettingsStore:
     def __init__(self, database: Database, default_visibility: Visibility = "private") -> None:
         self.database = database
         self.default_visibility = default_visibility
+        self._pending: set[str] = set()
+        self._writer: asyncio.Future[None] | None = None
+        database.settle_first(self.settle)
 
     async def get(self, name: str) -> RepositorySettings | None:
         async with self.database.read() as connection:
@@ -56,7 +72,45 @@ class RepositorySettingsStore:
         """A repository has settings, created with the default visibility on its first push
         (one INSERT that does nothing when they exist; nothing read back)."""
         async with self.database.write() as connection:
-            await connection.execute(self.database.insert(repositories).values(new_row(name, self.default_visibility)).on_conflict_do_nothing())
+            await self.add_missing(connection, [name])
+
+    def create_soon(self, name: str) -> None:
+        """`ensure(name)` in the background, for a repository a push has just created: the push
+        does not wait for the database (one INSERT was a quarter of a dedup push's server CPU
+        under four concurrent pushers on one worker), and names that arrive together are
+        written together. Every read or write of the database in this process waits for it
+        first (`Database.settle_first`); another process may miss the row for the few
+        milliseconds the write takes. A process killed meanwhile loses it; the next activity
+        flush after a push to the repository creates it then (`Activity`)."""
+        self._pending.add(name)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._create_pending())
+            self._writer.add_done_callback(_log_failure)
+
+    async def settle(self) -> None:
+        """Every repository passed to `create_soon` in this process has its row (raises when
+        the database cannot be written: the names stay pending for the next try)."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+        if self._pending:
+            await self._create_pending()
+
+    async def _create_pending(self) -> None:
+        names, self._pending = sorted(self._pending), set()
+        if not names:
+            return
+        try:
+            async with self.database.write(settle=False) as connection:
+                await self.add_missing(connection, names)
+        except BaseException:
+            self._pending.update(names)
+            raise
+
+    async def add_missing(self, connection: AsyncConnection, names: list[str]) -> None:
+        """In `connection`'s transaction: default settings for those of `names` that have none."""
+        rows = [new_row(name, self.default_visibility) for name in names]
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            await connection.execute(self.database.insert(repositories).values(rows[start : start + ROWS_PER_INSERT]).on_conflict_do_nothing())
 
     async def update(self, name: str, **changes: Any) -> RepositorySettings:
         """Change some of visibility, description, full_description (and only those columns),

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +76,29 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
         if self.dialect == "sqlite":
             _sqlite_transactions(self.engine)
+        self._settlers: list[Callable[[], Awaitable[None]]] = []
+
+    def settle_first(self, settle: Callable[[], Awaitable[None]]) -> None:
+        """Have every `read()` and `write()` await `settle()` first: writes a store made in
+        the background (see `RepositorySettingsStore.create_soon`) are in before this process
+        reads or changes anything, so it never sees its own writes missing."""
+        self._settlers.append(settle)
+
+    async def settle(self) -> None:
+        for settle in self._settlers:
+            await settle()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        await self.settle()
         async with self.engine.connect() as connection:
             yield connection
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, settle: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A transaction; `settle=False` only for the background writes `settle()` waits for."""
+        if settle:
+            await self.settle()
         async with self.engine.connect() as connection:
             connection = await connection.execution_options(dockyard_write=True)
             async with connection.begin():
