@@ -36,18 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp  # noqa: E402
 from run import (  # noqa: E402  (the benchmark's own helpers: one copy of server handling)
-    OCI_CONFIG,
-    OCI_LAYER,
     OCI_MANIFEST,
     REPO_ROOT,
     VENV_PYTHON,
+    Layer,
     Profiler,
     Server,
     children,
     client_session,
     dockyard_server,
     expect,
+    fetch_manifest,
     push_bytes,
+    push_manifest,
     reference_server,
     summarise_profile,
 )
@@ -57,21 +58,15 @@ SOURCE = "cost/base"
 
 
 async def seed(session: aiohttp.ClientSession, base: str) -> tuple[list[str], str, bytes]:
-    """One image in SOURCE: three layers and a config; returns (blob digests, config, manifest)."""
-    layers = [await push_bytes(session, base, SOURCE, os.urandom(4096 * (index + 1))) for index in range(3)]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    config_digest = await push_bytes(session, base, SOURCE, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER, "digest": digest, "size": 4096 * (index + 1)} for index, digest in enumerate(layers)],
-        }
-    ).encode()
-    async with session.put(f"{base}/v2/{SOURCE}/manifests/latest", data=manifest, headers={"Content-Type": OCI_MANIFEST}) as response:
-        expect(response, 201, "seed manifest")
-    return layers, config_digest, manifest
+    """One image in SOURCE, three small layers, pushed as bench/run.py pushes its images;
+    returns (layer digests, config digest, manifest)."""
+    layers = []
+    for index in range(3):
+        data = os.urandom(4096 * (index + 1))
+        layers.append(Layer(index, len(data), await push_bytes(session, base, SOURCE, data)))
+    await push_manifest(session, base, SOURCE, "latest", layers)
+    manifest = await fetch_manifest(base, SOURCE, "latest")
+    return [layer.digest for layer in layers], json.loads(manifest)["config"]["digest"], manifest
 
 
 def operations(session: aiohttp.ClientSession, base: str, layers: list[str], config: str, manifest: bytes) -> dict[str, Callable[[int], Awaitable[None]]]:

@@ -53,6 +53,22 @@ async def failing(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
     raise Boom("the stream broke")
 
 
+class Paused:
+    """A stream that yields `pieces[:-1]`, says so (`reached`), and yields the last piece only
+    once `release` is set: a client caught in the middle of a write."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = pieces
+        self.reached, self.release = asyncio.Event(), asyncio.Event()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces[:-1]:
+            yield piece
+        self.reached.set()
+        await self.release.wait()
+        yield self.pieces[-1]
+
+
 async def collect(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
 
@@ -171,24 +187,17 @@ async def test_put_replaces_and_is_visible_only_when_complete(backend: StorageBa
     replacing = asyncio.create_task(backend.put("vis/a", slow()))
     creating = asyncio.create_task(backend.put("vis/b", stream(b"x")))
     await creating
-    fresh_reached, fresh_release = asyncio.Event(), asyncio.Event()
-
-    async def slow_fresh() -> AsyncIterator[bytes]:
-        yield b"partial"
-        fresh_reached.set()
-        await fresh_release.wait()
-        yield b" and the rest"
-
-    fresh = asyncio.create_task(backend.put("vis/new/c", slow_fresh()))
+    slow_fresh = Paused(b"partial", b" and the rest")
+    fresh = asyncio.create_task(backend.put("vis/new/c", slow_fresh.chunks()))
     await asyncio.wait_for(reached.wait(), 20)
-    await asyncio.wait_for(fresh_reached.wait(), 20)
+    await asyncio.wait_for(slow_fresh.reached.wait(), 20)
     assert await backend.get_bytes("vis/a") == b"old"
     assert (await backend.stat("vis/a")).size == 3
     assert await collect(backend.read("vis/a")) == b"old"
     assert not await backend.exists("vis/new/c")
     assert await backend.list("vis/new") == []
     release.set()
-    fresh_release.set()
+    slow_fresh.release.set()
     assert await replacing == len(new)
     assert await fresh == len(b"partial and the rest")
     assert await backend.get_bytes("vis/a") == new
@@ -559,26 +568,19 @@ async def test_filesystem_appends_are_exclusive_across_processes(tmp_path: Path)
     refused at once, and the first one's bytes are all there is."""
     backend, other = FilesystemBackend(tmp_path), FilesystemBackend(tmp_path)
     assert backend.exclusive_appends
-    streaming, release = asyncio.Event(), asyncio.Event()
-
-    async def slow() -> AsyncIterator[bytes]:
-        yield b"first half, "
-        streaming.set()
-        await release.wait()
-        yield b"second half"
-
+    slow = Paused(b"first half, ", b"second half")
     try:
-        first = asyncio.create_task(backend.append("up/10/data", slow(), at=0))
-        await streaming.wait()
+        first = asyncio.create_task(backend.append("up/10/data", slow.chunks(), at=0))
+        await slow.reached.wait()
         with pytest.raises(AppendConflict) as refused:
             await other.append("up/10/data", stream(b"intruder"), at=0)
         assert refused.value.size is None, "refused for the lock held, not for a size"
-        release.set()
+        slow.release.set()
         assert await first == 23
         assert await collect(other.read_appended("up/10/data")) == b"first half, second half"
         assert await other.append("up/10/data", stream(b"!"), at=23) == 24, "the lock went with the first append"
     finally:
-        release.set()
+        slow.release.set()
 
 
 # -- paths ----------------------------------------------------------------------------------
