@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
@@ -17,7 +19,7 @@ from .config import ConfigError, Settings
 from .core.metadata.json_import import UnimportedMetadata
 from .logs import configure_logging
 from .storage import open_storage
-from .workers import Supervisor, bind, worker_count
+from .workers import CLOSED, Supervisor, bind, worker_count
 
 log = logging.getLogger("dockyard.registry")
 
@@ -34,11 +36,11 @@ def serve(settings: Settings) -> int:
         from .core.hub.signing import share_generated_key
 
         share_generated_key()
-    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings, count))
+    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings))
 
 
-def _serve_worker(settings: Settings, listener: socket.socket) -> None:
-    asyncio.run(_serve(settings, listener))
+def _serve_worker(settings: Settings, channel: socket.socket) -> None:
+    asyncio.run(_serve(settings, channel))
 
 
 def _prepare(settings: Settings) -> None:
@@ -55,7 +57,59 @@ def _prepare(settings: Settings) -> None:
     asyncio.run(start_and_stop())
 
 
-async def _serve(settings: Settings, listener: socket.socket | None = None) -> None:
+class HandedConnections:
+    """A worker's "site": the connections its supervisor accepted and passed over `channel`
+    (see `registry.workers`), served by the runner's aiohttp server; one byte goes back for
+    each that closes, so the supervisor knows how busy this worker is."""
+
+    def __init__(self, runner: web.AppRunner, channel: socket.socket, supervisor_gone: asyncio.Event) -> None:
+        self.runner, self.channel, self.supervisor_gone = runner, channel, supervisor_gone
+        self.loop = asyncio.get_running_loop()
+
+    async def start(self) -> None:
+        server = self.runner.server
+        assert server is not None
+        forget = server.connection_lost
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            forget(handler, exc)
+            with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
+                self.channel.send(CLOSED)
+
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+        self.channel.setblocking(False)
+        self.loop.add_reader(self.channel.fileno(), self._receive)
+
+    def _receive(self) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(self.channel, 1024, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            message, fds = b"", []
+        if not message and not fds:  # the supervisor closed its end
+            self.loop.remove_reader(self.channel.fileno())
+            self.supervisor_gone.set()
+            return
+        server = self.runner.server
+        assert server is not None
+        for fd in fds:
+            connection = socket.socket(fileno=fd)
+            adopting = self.loop.create_task(self.loop.connect_accepted_socket(server, connection))
+            adopting.add_done_callback(_adopted)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(self.channel.fileno())
+
+
+def _adopted(adopting: asyncio.Task[Any]) -> None:
+    if not adopting.cancelled() and adopting.exception() is not None:  # e.g. the client reset it already
+        log.debug("a handed-over connection could not be served: %s", adopting.exception())
+
+
+async def _serve(settings: Settings, channel: socket.socket | None = None) -> None:
+    """Serve `http.listen`, or, in a worker, the connections the supervisor hands over `channel`."""
     # Not web.run_app: it cancels the serving task on a signal, which aborts in-flight
     # requests instead of letting them finish.
     stop = asyncio.Event()
@@ -82,7 +136,8 @@ async def _serve(settings: Settings, listener: socket.socket | None = None) -> N
     except OSError as error:
         raise ConfigError(f"cannot open the metadata database {settings.metadata.url or '(in the storage root)'}: {error}") from None
     try:
-        site: web.BaseSite = web.SockSite(runner, listener) if listener else web.TCPSite(runner, settings.http.host, settings.http.port)
+        site: web.BaseSite | HandedConnections
+        site = HandedConnections(runner, channel, stop) if channel else web.TCPSite(runner, settings.http.host, settings.http.port)
         try:
             await site.start()
         except OSError as error:
