@@ -163,6 +163,7 @@ class Supervisor:
                 _die_with_parent()
                 if os.getppid() != supervisor:  # it died before the line above (not `== 1`: in a container the supervisor is PID 1)
                     os._exit(1)
+                self.selector.close()  # the supervisor's: its epoll descriptor and the sockets below are not this process's business
                 for inherited in [ours, self._wake_read, self._wake_write, *(worker.channel for worker in self.workers.values())]:
                     inherited.close()
                 if self.listener is not None:
