@@ -588,7 +588,9 @@ async def start_upload(session: aiohttp.ClientSession, base: str, repo: str) -> 
         return follow(base, response.headers.get("Location"), "start upload")
 
 
-async def finish_upload(session: aiohttp.ClientSession, base: str, location: str, digest: str, body: bytes | None = None) -> None:
+async def finish_upload(
+    session: aiohttp.ClientSession, base: str, location: str, digest: str, body: bytes | None = None
+) -> None:
     headers = {"Content-Type": "application/octet-stream"}
     async with session.put(with_digest(location, digest), data=body if body is not None else b"", headers=headers) as response:
         expect(response, 201, "finish upload")
@@ -607,7 +609,9 @@ async def push_streamed(session: aiohttp.ClientSession, base: str, repo: str, la
     await finish_upload(session, base, location, layer.digest)
 
 
-async def push_chunked(session: aiohttp.ClientSession, base: str, repo: str, layer: Layer, content: Content, chunk_size: int) -> None:
+async def push_chunked(
+    session: aiohttp.ClientSession, base: str, repo: str, layer: Layer, content: Content, chunk_size: int
+) -> None:
     """The chunked pattern: POST, PATCH with Content-Range per `chunk_size` bytes, PUT."""
     location = await start_upload(session, base, repo)
     offset = 0
@@ -858,7 +862,11 @@ def head_check(url: str, digest: str, size: int, accept: str | None = None) -> C
 
     async def head(session: aiohttp.ClientSession) -> None:
         async with session.head(url, headers=headers) as response:
-            if response.status != 200 or response.headers.get("Docker-Content-Digest") != digest or response.headers.get("Content-Length") != expected_length:
+            if (
+                response.status != 200
+                or response.headers.get("Docker-Content-Digest") != digest
+                or response.headers.get("Content-Length") != expected_length
+            ):
                 raise BenchError(
                     f"HEAD {url}: {response.status}, digest {response.headers.get('Docker-Content-Digest')}, "
                     f"length {response.headers.get('Content-Length')}; expected 200, {digest}, {size}"
@@ -887,21 +895,7 @@ class Profiler:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.output = self.directory / f"{phase}.txt"
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                str(self.rate),
-                "--format",
-                "raw",
-                "--nonblocking",
-                "--threads",
-                "--gil",
-                "-o",
-                str(self.output),
-            ],
+            [self.binary, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw", "--nonblocking", "--threads", "--gil", "-o", str(self.output)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -987,9 +981,7 @@ def summarise_profile(path: str, top: int = 12) -> list[str]:
     for function, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
         out.append(f"    {100 * count / total:5.1f}%  {function}")
     out.append("  inclusive, Dockyard's own functions:")
-    project = [
-        (f, n) for f, n in inclusive.items() if any(part in f for part in PROJECT_PARTS) and "__main__" not in f and "cli.py" not in f and "server.py" not in f
-    ]
+    project = [(f, n) for f, n in inclusive.items() if any(part in f for part in PROJECT_PARTS) and "__main__" not in f and "cli.py" not in f and "server.py" not in f]
     for function, count in sorted(project, key=lambda item: -item[1])[:top]:
         out.append(f"    {100 * count / total:5.1f}%  {function}")
     if busy == 0:
@@ -1222,10 +1214,8 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
             with profiler.phase(server, phase):
                 outcome = await load(server, options.concurrency, options.head_requests, options.head_seconds, make_operation(server), head_warmup)
             results[name][phase] = outcome.summary()
-            log(
-                f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
-                f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req"
-            )
+            log(f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
+                f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req")
 
     # Memory must not grow with blob size: one small and one large blob, pushed and pulled one
     # at a time, each under its own sampler.
@@ -1244,13 +1234,17 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
     # CPU that neither this script nor the two servers used: other work on the machine, which
     # makes the figures noisy (the profiler, if on, counts here too).
     wall = time.monotonic() - wall_before
-    other = (system_busy_seconds() - busy_before) - (time.process_time() + sum(sum(server.cpu()) for server in servers.values()) - own_before)
+    other = (system_busy_seconds() - busy_before) - (
+        time.process_time() + sum(sum(server.cpu()) for server in servers.values()) - own_before
+    )
     results["machine"] = {
         "wall_seconds": round(wall, 1),
         "other_processes_cpu_seconds": round(max(other, 0.0), 1),
         "other_processes_cpu_share": round(max(other, 0.0) / (wall * (os.cpu_count() or 1)), 3),
         "loadavg_at_end": os.getloadavg(),
-        "busiest_other_processes_cpu_seconds": busiest_others(processes_before, all_process_cpu(), {os.getpid(), *(server.pid for server in servers.values())}),
+        "busiest_other_processes_cpu_seconds": busiest_others(
+            processes_before, all_process_cpu(), {os.getpid(), *(server.pid for server in servers.values())}
+        ),
     }
     for name, server in servers.items():
         results[name]["peak_rss_mib"] = round(server.peak_rss_kib() / 1024, 1)
@@ -1286,67 +1280,28 @@ def median_of(rounds: list[dict[str, Any]], phase: str, field_name: str) -> floa
 
 
 METRICS = [
-    Metric(
-        "push_docker_mb_s", "Push, docker pattern (1 streamed PATCH)", "MB/s", True, lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"), target=1.1
-    ),
-    Metric(
-        "push_chunked_mb_s",
-        "Push, chunked pattern (PATCH + Content-Range)",
-        "MB/s",
-        True,
-        lambda r: median_of(r["rounds"], "push_chunked", "mb_per_s"),
-        target=1.1,
-    ),
+    Metric("push_docker_mb_s", "Push, docker pattern (1 streamed PATCH)", "MB/s", True, lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"), target=1.1),
+    Metric("push_chunked_mb_s", "Push, chunked pattern (PATCH + Content-Range)", "MB/s", True, lambda r: median_of(r["rounds"], "push_chunked", "mb_per_s"), target=1.1),
     Metric("pull_mb_s", "Pull (GET, digest verified)", "MB/s", True, lambda r: median_of(r["rounds"], "pull", "mb_per_s"), target=1.0),
     Metric("pull_bytes_mb_s", "Pull, bytes only (no digest check)", "MB/s", True, lambda r: r["pull_bytes"]["mb_per_s"]),
-    Metric(
-        "pull_bytes_vs_nginx",
-        "Pull, bytes only, vs nginx sendfile of the same files (reference column: nginx)",
-        "MB/s",
-        True,
-        lambda r: r["pull_bytes"]["mb_per_s"],
-        target=0.8,
-        baseline="nginx",
-    ),
-    Metric(
-        "push_vs_disk",
-        "Push, docker pattern, vs a plain fsync'd write loop (reference column: the loop)",
-        "MB/s",
-        True,
-        lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"),
-        baseline="disk",
-    ),
+    Metric("pull_bytes_vs_nginx", "Pull, bytes only, vs nginx sendfile of the same files (reference column: nginx)", "MB/s", True,
+           lambda r: r["pull_bytes"]["mb_per_s"], target=0.8, baseline="nginx"),
+    Metric("push_vs_disk", "Push, docker pattern, vs a plain fsync'd write loop (reference column: the loop)", "MB/s", True,
+           lambda r: median_of(r["rounds"], "push_docker", "mb_per_s"), baseline="disk"),
     Metric("manifest_head_rps", "Manifest HEAD", "req/s", True, lambda r: r["manifest_head"]["per_second"], 0),
     Metric("blob_head_rps", "Blob HEAD", "req/s", True, lambda r: r["blob_head"]["per_second"], 0),
     Metric("small_push_ops", "Small blob push, 4 KiB monolithic", "ops/s", True, lambda r: r["small_push"]["per_second"], 0),
-    Metric(
-        "dedup_push_ops",
-        "Dedup push: HEAD, mount each blob, PUT manifest into a new repo",
-        "images/s",
-        True,
-        lambda r: r["dedup_push"]["per_second"],
-        1,
-        target=1.2,
-    ),
+    Metric("dedup_push_ops", "Dedup push: HEAD, mount each blob, PUT manifest into a new repo", "images/s", True,
+           lambda r: r["dedup_push"]["per_second"], 1, target=1.2),
     Metric("tags_list_rps", "tags/list", "req/s", True, lambda r: r["tags_list"]["per_second"], 0, target=1.5),
     Metric("catalog_rps", "catalog page (n=100)", "req/s", True, lambda r: r["catalog"]["per_second"], 0),
     Metric("storm_rps", "Small-request storm (manifest HEAD/GET, blob HEAD, tags)", "req/s", True, lambda r: r["storm"]["per_second"], 0, target=2.0),
     Metric("peak_pss_mib", "Server peak memory (PSS of all its processes, sampled)", "MiB", False, lambda r: r["peak_pss_mib"], target=1.5),
     Metric("peak_rss_mib", "Server peak RSS (VmHWM, summed over its processes)", "MiB", False, lambda r: r["peak_rss_mib"]),
-    Metric(
-        "blob_small_pss_mib",
-        "Server peak memory, one 64 MiB blob pushed then pulled (PSS; quick: 16 MiB)",
-        "MiB",
-        False,
-        lambda r: r["blob_small"]["peak_pss_mib"],
-    ),
-    Metric(
-        "blob_large_pss_mib",
-        "Server peak memory, one 1 GiB blob pushed then pulled (PSS; quick: 64 MiB; flat if equal to the row above)",
-        "MiB",
-        False,
-        lambda r: r["blob_large"]["peak_pss_mib"],
-    ),
+    Metric("blob_small_pss_mib", "Server peak memory, one 64 MiB blob pushed then pulled (PSS; quick: 16 MiB)", "MiB", False,
+           lambda r: r["blob_small"]["peak_pss_mib"]),
+    Metric("blob_large_pss_mib", "Server peak memory, one 1 GiB blob pushed then pulled (PSS; quick: 64 MiB; flat if equal to the row above)", "MiB", False,
+           lambda r: r["blob_large"]["peak_pss_mib"]),
     Metric("idle_rss_mib", "Server RSS at start, before any load", "MiB", False, lambda r: r["rss_when_ready_mib"]),
     Metric("push_docker_cpu", "Server CPU, docker-pattern push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_docker", "server_cpu_s_per_gib"), 2),
     Metric("push_chunked_cpu", "Server CPU, chunked push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_chunked", "server_cpu_s_per_gib"), 2),
@@ -1451,9 +1406,9 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 
 def git_describe(tree: Path) -> str:
     try:
-        return (
-            subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
-        )
+        return subprocess.run(
+            ["git", "-C", str(tree), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
+        ).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -1508,9 +1463,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = (
         dict(size_mb=8, layers=2, rounds=1, runs=1, large_blob_mb=64, chunk_mb=1, head_requests=500, head_seconds=1.0, small_blobs=100, small_seconds=1.0)
         if args.quick
-        else dict(
-            size_mb=256, layers=4, rounds=3, runs=3, large_blob_mb=1024, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0
-        )
+        else dict(size_mb=256, layers=4, rounds=3, runs=3, large_blob_mb=1024, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -1575,20 +1528,9 @@ def run_once(args: argparse.Namespace, options: Options, profiler: Profiler, log
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = Options(
-        args.size_mb,
-        args.layers,
-        args.rounds,
-        args.chunk_mb,
-        args.concurrency,
-        args.head_requests,
-        args.head_seconds,
-        args.small_blobs,
-        args.small_seconds,
-        args.small_concurrency,
-        args.quick,
-        args.push_concurrency,
-        small_blob_mb=min(64.0, args.large_blob_mb / 4),
-        large_blob_mb=args.large_blob_mb,
+        args.size_mb, args.layers, args.rounds, args.chunk_mb, args.concurrency, args.head_requests,
+        args.head_seconds, args.small_blobs, args.small_seconds, args.small_concurrency, args.quick, args.push_concurrency,
+        small_blob_mb=min(64.0, args.large_blob_mb / 4), large_blob_mb=args.large_blob_mb,
     )
     if not Path(args.reference_binary).exists():
         print(f"bench: the reference registry {args.reference_binary} is missing (apt-get install docker-registry)", file=sys.stderr)
@@ -1662,27 +1604,20 @@ def main(argv: list[str] | None = None) -> int:
         if (results[name][phase]["client_cpu_busy"] or 0) >= 0.9
     ]
     print()
-    print(
-        f"Dockyard {meta['dockyard_revision']} vs {meta['reference_version']}, {meta['mode']} mode, "
-        f"{meta['cpus']} CPUs ({meta['cpu_model']}), {meta['duration_seconds']} s"
-    )
+    print(f"Dockyard {meta['dockyard_revision']} vs {meta['reference_version']}, {meta['mode']} mode, "
+          f"{meta['cpus']} CPUs ({meta['cpu_model']}), {meta['duration_seconds']} s")
     print()
     print(render_text(rows))
     if machine["other_processes_cpu_share"] > 0.05:
         print()
         others = ", ".join(f"{name} {cpu} s" for name, cpu in machine["busiest_other_processes_cpu_seconds"].items())
-        print(
-            f"warning: other processes used {machine['other_processes_cpu_seconds']} CPU-seconds "
-            f"({machine['other_processes_cpu_share']:.0%} of the machine) during the run; the figures are noisy"
-        )
+        print(f"warning: other processes used {machine['other_processes_cpu_seconds']} CPU-seconds "
+              f"({machine['other_processes_cpu_share']:.0%} of the machine) during the run; the figures are noisy")
         print(f"         busiest of those still running: {others or 'none; they have exited'}")
     if client_bound:
         print()
-        print(
-            "note: the load generator was (nearly) saturated in: "
-            + ", ".join(client_bound)
-            + "; that request rate is a floor for the server, compare the server-CPU rows instead"
-        )
+        print("note: the load generator was (nearly) saturated in: " + ", ".join(client_bound)
+              + "; that request rate is a floor for the server, compare the server-CPU rows instead")
     if py_spy:
         print()
         print("note: Dockyard ran under py-spy; its figures above are slowed by the profiler")

@@ -50,3 +50,4 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.encoded}"
+

@@ -130,10 +130,14 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     if body_type is not None and not isinstance(body_type, str):
         raise ManifestInvalid("mediaType must be a string")
     if document.get("schemaVersion") == 1 or header_type in mediatypes.SCHEMA1_TYPES:
-        raise ManifestInvalid("Docker schema 1 manifests are deprecated and not accepted; push schema 2 or OCI")
+        raise ManifestInvalid(
+            "Docker schema 1 manifests are deprecated and not accepted; push schema 2 or OCI"
+        )
     if header_type not in GENERIC_CONTENT_TYPES:
         if body_type and body_type != header_type:
-            raise ManifestInvalid(f"Content-Type {header_type!r} does not match the manifest's mediaType {body_type!r}")
+            raise ManifestInvalid(
+                f"Content-Type {header_type!r} does not match the manifest's mediaType {body_type!r}"
+            )
         media_type = header_type
     else:
         media_type = body_type or inferred_media_type(document) or ""

@@ -26,13 +26,18 @@ def validate_repository(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"repository name is longer than {MAX_NAME_LENGTH} characters")
     if not REPOSITORY_NAME.match(name):
-        raise InvalidName(f"invalid repository name {name!r}: components of lowercase letters and digits, separated by '.', '_', '__' or '-', joined by '/'")
+        raise InvalidName(
+            f"invalid repository name {name!r}: components of lowercase letters and digits, "
+            "separated by '.', '_', '__' or '-', joined by '/'"
+        )
     return name
 
 
 def validate_tag(tag: str) -> str:
     if not TAG.match(tag):
-        raise InvalidTag(f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'")
+        raise InvalidTag(
+            f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+        )
     return tag
 
 

@@ -79,7 +79,9 @@ class ImageReference:
         if not isinstance(text, str) or not text:
             raise InvalidReference("invalid reference format: empty reference")
         if _HEX_ID.match(text):
-            raise InvalidReference(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
+            raise InvalidReference(
+                f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings"
+            )
         remainder, at, digest_text = text.partition("@")
         digest = _parse_digest(text, digest_text) if at else None
 
@@ -95,7 +97,10 @@ class ImageReference:
         if colon > last_slash:
             path, tag = path[:colon], path[colon + 1 :]
             if not _TAG.match(tag):
-                raise InvalidReference(f"invalid reference format: tag {tag!r} in {text!r} must be up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'")
+                raise InvalidReference(
+                    f"invalid reference format: tag {tag!r} in {text!r} must be up to 128 of "
+                    "[A-Za-z0-9_.-], not starting with '.' or '-'"
+                )
         if not path:
             raise InvalidReference(f"invalid reference format: {text!r} has no repository name")
         if path != path.lower() and _PATH.match(path.lower()):

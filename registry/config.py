@@ -22,7 +22,9 @@ class HttpSettings(BaseModel):
     shutdown_timeout: float = Field(default=30.0, gt=0)
     workers: int = Field(default=0, ge=0, le=256, description="processes serving the port; 0: one per CPU core")
     io_threads: int = Field(default=64, ge=1, le=1024, description="worker threads for blocking storage calls")
-    header_timeout: float = Field(default=30.0, gt=0, description="seconds a connection may wait between requests, or take to send a request's headers")
+    header_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a connection may wait between requests, or take to send a request's headers"
+    )
     body_idle_timeout: float = Field(default=60.0, gt=0, description="seconds a request body may send nothing before it is abandoned")
     max_uploads_per_client: int = Field(
         default=0, ge=0, description="blob uploads one client address may have streaming at once, per worker process; 0: no cap"
@@ -30,7 +32,9 @@ class HttpSettings(BaseModel):
     public_url: str | None = Field(
         default=None, description="the registry's external base URL (https://registry.example.com); Location headers and the token realm use it"
     )
-    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or networks whose X-Forwarded-Proto/-Host headers are believed")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks whose X-Forwarded-Proto/-Host headers are believed"
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -96,7 +100,9 @@ class RegistryOptions(BaseModel):
         description="POST ?mount=<digest> without from= links the blob when the registry has it",
     )
     upload_ttl: float = Field(default=86400, gt=0, description="seconds after which an unfinished upload session is purged")
-    sparse_manifests: bool = Field(default=False, description="accept manifests and indexes whose blobs or child manifests are not in the repository (mirrors)")
+    sparse_manifests: bool = Field(
+        default=False, description="accept manifests and indexes whose blobs or child manifests are not in the repository (mirrors)"
+    )
     max_tags_per_push: int = Field(default=50, ge=10, description="`tag` parameters one push by digest may carry (414 beyond)")
     gc: GcSettings = GcSettings()
 
@@ -123,7 +129,9 @@ class AuthSettings(BaseModel):
 
 
 class WebhookSettings(BaseModel):
-    allow_private_networks: bool = Field(default=False, description="deliver to loopback/private/link-local addresses (off: no SSRF into your network)")
+    allow_private_networks: bool = Field(
+        default=False, description="deliver to loopback/private/link-local addresses (off: no SSRF into your network)"
+    )
 
 
 class MetadataSettings(BaseModel):

@@ -70,16 +70,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS", help="age in hours (default 24)")
 
     gc = commands.add_parser("gc", parents=[common], help="reclaim content no manifest references (safe while clients push)")
-    gc.add_argument(
-        "--grace", type=float, default=1.0, metavar="HOURS", help="keep unreferenced content younger than this, and trashed content this long (default 1)"
-    )
+    gc.add_argument("--grace", type=float, default=1.0, metavar="HOURS",
+                    help="keep unreferenced content younger than this, and trashed content this long (default 1)")
     gc.add_argument("--dry-run", action="store_true", help="report what would be trashed and deleted")
-    gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches (index children and referrers of tagged ones stay)")
+    gc.add_argument("--delete-untagged", action="store_true",
+                    help="also remove manifests no tag reaches (index children and referrers of tagged ones stay)")
 
     metadata = commands.add_parser("metadata", help="the Hub's metadata database").add_subparsers(dest="action", required=True)
-    metadata.add_parser(
-        "import", parents=[common], help="copy Hub records kept as JSON in the storage backend (before the database) into the database; safe to repeat"
-    )
+    metadata.add_parser("import", parents=[common],
+                        help="copy Hub records kept as JSON in the storage backend (before the database) into the database; safe to repeat")
     metadata.add_parser("migrate", parents=[common], help="bring the database schema to this version (the server does it when it starts)")
 
 
@@ -149,4 +148,5 @@ async def _dispatch(args: argparse.Namespace, storage: StorageBackend, hub: Hub)
     purged = await uploads.purge_stale(args.older_than * 3600)
     leftovers, leftover_bytes = await storage.reclaim_leftovers(args.older_than * 3600)
     sessions = [f"{upload.name} {upload.upload_id}" for upload in purged]
-    return "\n".join([*sessions, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes ({leftover_bytes} bytes)"])
+    return "\n".join([*sessions, f"purged {len(purged)} upload sessions and {leftovers} leftovers of interrupted writes "
+                               f"({leftover_bytes} bytes)"])

@@ -150,7 +150,9 @@ class _AppendState:
     tail: list[dict[str, Any]] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        return json.dumps({"format": 1, "size": self.size, "segments": self.segments, "tail": self.tail}).encode()
+        return json.dumps(
+            {"format": 1, "size": self.size, "segments": self.segments, "tail": self.tail}
+        ).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> _AppendState:
@@ -316,7 +318,9 @@ class S3Backend(StorageBackend):
             if buffer:
                 parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, bytes(buffer)))
                 buffer.clear()
-            response = await self._call("complete_multipart_upload", path, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            response = await self._call(
+                "complete_multipart_upload", path, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
             return size, response["ETag"]
         except BaseException:
             if upload_id is not None:
@@ -428,9 +432,9 @@ class S3Backend(StorageBackend):
             elif start_after is not None:
                 params["StartAfter"] = base + start_after
             page = await self._call("list_objects_v2", prefix, **params)
-            found: list[tuple[str, str]] = [(item["Key"][len(base) :],) * 2 for item in page.get("Contents", ())]
+            found: list[tuple[str, str]] = [(item["Key"][len(base):],) * 2 for item in page.get("Contents", ())]
             for item in page.get("CommonPrefixes", ()):
-                relative = item["Prefix"][len(base) :]
+                relative = item["Prefix"][len(base):]
                 found.append((relative, relative[:-1]))
             for relative, name in found:
                 cursor = max(cursor, relative)
@@ -634,14 +638,18 @@ class S3Backend(StorageBackend):
                 response = await self._call("upload_part_copy", path, **params)
                 return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
 
-            results = await asyncio.gather(*(copy(number, source) for number, source in enumerate(sources, 1)), return_exceptions=True)
+            results = await asyncio.gather(
+                *(copy(number, source) for number, source in enumerate(sources, 1)), return_exceptions=True
+            )
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
             parts: list[dict[str, Any]] = list(results)  # type: ignore[arg-type]
             if last:
                 parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, last))
-            await self._call("complete_multipart_upload", path, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            await self._call(
+                "complete_multipart_upload", path, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
         except BaseException:
             await self._call_shielded("abort_multipart_upload", path, Key=key, UploadId=upload_id)
             raise
@@ -660,7 +668,9 @@ class S3Backend(StorageBackend):
             raise ValueError(f"no presigned URL for method {method!r}")
 
         def presign() -> str:
-            url: str = self._s3().generate_presigned_url(operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_expires)
+            url: str = self._s3().generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_expires
+            )
             return url
 
         return await self._run(presign)

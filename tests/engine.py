@@ -31,7 +31,11 @@ from tests.images import BUSYBOX, GROUP, Image, LayerBuilder, app_layer, host_ar
 
 APPLETS = ("sh", "cat", "ls", "echo", "test", "true", "false", "sleep", "id", "hostname", "stty", "tty", "rm", "mkdir",
            "touch", "env", "pwd", "wc", "kill", "ps", "head", "tr", "seq", "httpd", "wget", "nc", "ip", "grep", "cut")  # fmt: skip
-PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+PASSWD = (
+    b"root:x:0:0:root:/root:/bin/sh\n"
+    b"app:x:1000:1000:app:/home/app:/bin/sh\n"
+    b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+)
 GROUP_WITH_MEMBERS = GROUP + b"app:x:1000:\nwheel:x:10:app\n"
 
 
@@ -103,7 +107,9 @@ class Daemon:
             [sys.executable, "-m", "client.cli", *args], input=input, capture_output=True, env=self.env, timeout=timeout,
             stdin=subprocess.DEVNULL if input is None else None,
         )  # fmt: skip
-        return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace"))
+        return subprocess.CompletedProcess(
+            result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+        )
 
     def container_ids(self) -> list[str]:
         return [path.name for path in (self.root / "containers").iterdir() if path.is_dir()] if (self.root / "containers").is_dir() else []

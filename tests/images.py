@@ -160,7 +160,14 @@ def base_layer() -> Layer:
     builder = LayerBuilder().directory("bin").file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
     for applet in BUSYBOX_APPLETS:
         builder.symlink(f"bin/{applet}", "busybox")
-    return builder.directory("etc").file("etc/passwd", PASSWD).file("etc/group", GROUP).directory("root", 0o700).directory("tmp", 0o1777).build()
+    return (
+        builder.directory("etc")
+        .file("etc/passwd", PASSWD)
+        .file("etc/group", GROUP)
+        .directory("root", 0o700)
+        .directory("tmp", 0o1777)
+        .build()
+    )
 
 
 def app_layer(variant: str) -> Layer:
@@ -310,7 +317,10 @@ def image_config(layers: list[Layer], architecture: str, variant: str, *, cpu_va
             "Labels": {"org.dockyard.test.variant": variant},
         },
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": [{"created": CREATED, "created_by": f"/bin/sh -c #(nop) {step}", "comment": "tests/images.py"} for step in steps],
+        "history": [
+            {"created": CREATED, "created_by": f"/bin/sh -c #(nop) {step}", "comment": "tests/images.py"}
+            for step in steps
+        ],
     }
     if cpu_variant:
         config["variant"] = cpu_variant
@@ -457,7 +467,7 @@ def flatten(layers: list[Layer]) -> dict[str, FsEntry]:
                 for path in [path for path in tree if path.startswith(prefix)]:
                     del tree[path]
             elif base.startswith(WHITEOUT_PREFIX):
-                gone = f"{parent}/{base[len(WHITEOUT_PREFIX) :]}" if parent else base[len(WHITEOUT_PREFIX) :]
+                gone = f"{parent}/{base[len(WHITEOUT_PREFIX):]}" if parent else base[len(WHITEOUT_PREFIX):]
                 for path in [path for path in tree if path == gone or path.startswith(gone + "/")]:
                     del tree[path]
         with tarfile.open(fileobj=io.BytesIO(layer.tar)) as archive:
@@ -488,3 +498,4 @@ def read_tree(root: Path) -> dict[str, FsEntry]:
         elif path.is_file():
             tree[name] = FsEntry("file", path.read_bytes(), mode=mode)
     return tree
+

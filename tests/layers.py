@@ -157,7 +157,9 @@ def make_image(
             "schemaVersion": 2,
             "mediaType": mediatypes.OCI_MANIFEST,
             "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-            "layers": [{"mediaType": MEDIA_TYPES[compression], "digest": sha256(blob), "size": len(blob)} for blob in blobs],
+            "layers": [
+                {"mediaType": MEDIA_TYPES[compression], "digest": sha256(blob), "size": len(blob)} for blob in blobs
+            ],
         }
     ).encode()
     return BuiltImage(manifest, config, blobs, tars)

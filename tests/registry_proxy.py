@@ -80,7 +80,9 @@ class RegistryProxy:
         return [
             exchange
             for exchange in self.exchanges
-            if (method is None or exchange.method == method) and path_contains in exchange.path and (query_key is None or query_key in exchange.query)
+            if (method is None or exchange.method == method)
+            and path_contains in exchange.path
+            and (query_key is None or query_key in exchange.query)
         ]
 
     def _fault_for(self, request: web.Request) -> Fault | None:
@@ -97,7 +99,9 @@ class RegistryProxy:
         if fault is not None and fault.cut_after is None and fault.pause is None:
             exchange.status = fault.status
             await request.read()
-            return web.json_response({"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}, status=fault.status, headers=fault.headers)
+            return web.json_response(
+                {"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}, status=fault.status, headers=fault.headers
+            )
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         headers["Host"] = self.host
         body = request.content.iter_chunked(64 * 1024) if request.body_exists else None

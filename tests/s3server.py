@@ -84,7 +84,9 @@ def _wait_until_serving(server: MotoServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"moto server exited with {server.process.returncode}: {server.log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"moto server exited with {server.process.returncode}: {server.log.read_text(errors='replace')[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{server.url}/moto-api/data.json", timeout=1) as response:
                 if response.status == 200:

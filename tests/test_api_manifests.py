@@ -70,7 +70,9 @@ async def test_docker_manifest_list_and_oci_index(client):
 async def test_index_referencing_unknown_manifest_is_manifest_blob_unknown(client):
     present, absent = random_image(), random_image()
     await push_image(client, "acme/app", present)
-    response = await client.put("/v2/acme/app/manifests/multi", data=index_of(present, absent), headers={"Content-Type": mediatypes.OCI_INDEX})
+    response = await client.put(
+        "/v2/acme/app/manifests/multi", data=index_of(present, absent), headers={"Content-Type": mediatypes.OCI_INDEX}
+    )
     assert response.status == 404
     body = await response.json()
     assert body["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
@@ -103,15 +105,13 @@ async def test_artifact_with_empty_config_and_artifact_type(client):
     payload = random_blob(100, "application/vnd.example.sbom")
     await push_blob(client, "acme/app", empty)
     await push_blob(client, "acme/app", payload)
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "artifactType": "application/vnd.example.sbom",
-            "config": empty.descriptor(),
-            "layers": [payload.descriptor()],
-        }
-    ).encode()
+    body = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom",
+        "config": empty.descriptor(),
+        "layers": [payload.descriptor()],
+    }).encode()
     response = await client.put(f"/v2/acme/app/manifests/{sha256(body)}", data=body, headers={"Content-Type": mediatypes.OCI_MANIFEST})
     assert response.status == 201
     assert await (await client.get(f"/v2/acme/app/manifests/{sha256(body)}")).read() == body

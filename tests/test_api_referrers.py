@@ -73,9 +73,7 @@ async def test_image_manifest_without_artifact_type_reports_config_media_type(cl
     referrer = random_image(subject=subject.descriptor())
     await push_image(client, "acme/app", referrer)
     listed = await (await client.get(f"/v2/acme/app/referrers/{subject.digest}")).json()
-    assert listed["manifests"] == [
-        {"mediaType": mediatypes.OCI_MANIFEST, "digest": referrer.digest, "size": len(referrer.manifest), "artifactType": mediatypes.OCI_CONFIG}
-    ]
+    assert listed["manifests"] == [{"mediaType": mediatypes.OCI_MANIFEST, "digest": referrer.digest, "size": len(referrer.manifest), "artifactType": mediatypes.OCI_CONFIG}]
 
 
 async def test_deleting_a_referrer_removes_it_from_the_list(client):

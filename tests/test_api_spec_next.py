@@ -95,14 +95,8 @@ async def test_non_distributable_layers_with_urls_need_not_be_pushed(client):
 
 async def test_sparse_manifests_are_refused_by_default_and_accepted_when_enabled(aiohttp_client, storage):
     child_one, child_two = random_image(layers=1), random_image(layers=1)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": INDEX,
-        "manifests": [
-            child_one.descriptor(platform={"architecture": "amd64", "os": "linux"}),
-            child_two.descriptor(platform={"architecture": "arm64", "os": "linux"}),
-        ],
-    }
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [child_one.descriptor(platform={"architecture": "amd64", "os": "linux"}),
+                                                                   child_two.descriptor(platform={"architecture": "arm64", "os": "linux"})]}
     strict = await aiohttp_client(create_app(storage))
     await push_image(strict, "sparse/app", child_one)  # one platform mirrored, the other not
     refused = await _put_document(strict, "sparse/app", "multi", index, INDEX)

@@ -79,7 +79,9 @@ class Dockyard:
         return env
 
     def __call__(self, *args: str, expect: int = 0, input: str | None = None) -> Result:
-        completed = subprocess.run(self.command(*args), capture_output=True, text=True, input=input, env=self.env(), timeout=120)
+        completed = subprocess.run(
+            self.command(*args), capture_output=True, text=True, input=input, env=self.env(), timeout=120
+        )
         result = Result(completed.returncode, completed.stdout, completed.stderr)
         assert result.returncode == expect, f"dockyard {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result
@@ -198,22 +200,14 @@ def test_every_command_has_help_and_usage_errors_exit_2(dockyard: Dockyard, caps
 
 
 def test_formats_match_docker() -> None:
-    assert [human_size(n) for n in (0, 512, 999, 1000, 999_949, 1_229_437, 7_800_000_000)] == ["0B", "512B", "999B", "1kB", "1MB", "1.23MB", "7.8GB"]
+    assert [human_size(n) for n in (0, 512, 999, 1000, 999_949, 1_229_437, 7_800_000_000)] == [
+        "0B", "512B", "999B", "1kB", "1MB", "1.23MB", "7.8GB"
+    ]
     day = 86400
     durations = (0.5, 1, 59, 60, 119, 3599, 3600, 47 * 3600, 3 * day, 20 * day, 90 * day, 800 * day)
     assert [human_duration(seconds) for seconds in durations] == [
-        "Less than a second",
-        "1 second",
-        "59 seconds",
-        "About a minute",
-        "About a minute",
-        "59 minutes",
-        "About an hour",
-        "47 hours",
-        "3 days",
-        "2 weeks",
-        "3 months",
-        "2 years",
+        "Less than a second", "1 second", "59 seconds", "About a minute", "About a minute", "59 minutes",
+        "About an hour", "47 hours", "3 days", "2 weeks", "3 months", "2 years",
     ]
     assert table(("A", "LONGER HEADER"), [("x", "y"), ("much longer cell", "z")]).splitlines() == [
         "A                  LONGER HEADER",
@@ -423,7 +417,9 @@ def test_unknown_images_and_bad_names_are_one_line_errors(dockyard: Dockyard) ->
 
 
 @filesystem_registry
-def test_loaded_image_pushes_and_pulls_into_a_fresh_store_with_docker_like_lines(dockyard: Dockyard, registry_process: RegistryProcess, tmp_path: Path) -> None:
+def test_loaded_image_pushes_and_pulls_into_a_fresh_store_with_docker_like_lines(
+    dockyard: Dockyard, registry_process: RegistryProcess, tmp_path: Path
+) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"
     name = f"{host}/acme/app:1.0"
@@ -487,7 +483,9 @@ def test_pull_platform_chooses_from_an_index(dockyard: Dockyard, registry_proces
     [document] = inspect(dockyard, f"{host}/acme/multi:1")
     assert document["Id"] == index.image_for("arm64").config_digest
     assert (document["Architecture"], document["Variant"]) == ("arm64", "v8")
-    assert "no matching manifest for linux/s390x" in one_error(dockyard("pull", "--platform", "linux/s390x", f"{host}/acme/multi:1", expect=1))
+    assert "no matching manifest for linux/s390x" in one_error(
+        dockyard("pull", "--platform", "linux/s390x", f"{host}/acme/multi:1", expect=1)
+    )
 
 
 def run_on_terminal(command: list[str], env: dict[str, str], timeout: float = 60.0) -> tuple[int, str]:
@@ -577,9 +575,7 @@ def test_search_prints_a_table(dockyard: Dockyard, registry_process: RegistryPro
 
 @requires_reference_registry
 def test_search_says_when_the_registry_only_has_a_catalog(
-    dockyard: Dockyard,
-    reference_registry: ReferenceRegistry,
-    tmp_path: Path,  # noqa: F811
+    dockyard: Dockyard, reference_registry: ReferenceRegistry, tmp_path: Path  # noqa: F811
 ) -> None:
     host = reference_registry.host
     put_image(dockyard, single_image(), f"{host}/acme/web:1", f"{host}/tools/webhook:1", f"{host}/acme/worker:1")

@@ -18,13 +18,17 @@ from tests.test_cli import Dockyard, dockyard, put_image  # noqa: F401  (fixture
 
 async def run(tool: Dockyard, *args: str) -> tuple[int, str, str]:
     """Run the CLI without blocking the event loop that serves the proxy."""
-    process = await asyncio.create_subprocess_exec(*tool.command(*args), env=tool.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *tool.command(*args), env=tool.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)
-async def test_pull_killed_mid_layer_leaves_no_image_and_the_next_pull_resumes(dockyard: Dockyard, registry_process: RegistryProcess, tmp_path: Path) -> None:
+async def test_pull_killed_mid_layer_leaves_no_image_and_the_next_pull_resumes(
+    dockyard: Dockyard, registry_process: RegistryProcess, tmp_path: Path
+) -> None:
     layers = [base_layer(), LayerBuilder().file("data/big.bin", payload(4 * 1024 * 1024, "crash")).build(), update_layer("x")]
     image = Image(config=image_config(layers, host_architecture(), "crash"), layers=layers)
     name = f"{registry_process.host}:{registry_process.port}/acme/app:1"

@@ -58,7 +58,7 @@ def test_several_challenges_in_one_header_and_bearer_is_preferred() -> None:
 
 
 def test_unknown_schemes_and_escapes() -> None:
-    challenges = parse_www_authenticate(["Negotiate", 'BASIC realm="say \\"hi\\""'])
+    challenges = parse_www_authenticate(['Negotiate', 'BASIC realm="say \\"hi\\""'])
     assert choose_challenge(challenges).params == {"realm": 'say "hi"'}
     assert choose_challenge(parse_www_authenticate(["Negotiate abc=="])) is None
 
@@ -94,7 +94,9 @@ def test_docker_hub_uses_dockers_key(tmp_path: Path) -> None:
 
 
 def test_identity_tokens_and_docker_config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {"https://registry.example.com": {"auth": "", "identitytoken": "refresh-me"}}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"https://registry.example.com": {"auth": "", "identitytoken": "refresh-me"}}})
+    )
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     credentials = load_credentials("registry.example.com")
     assert credentials == Credentials(None, None, "refresh-me")
@@ -119,7 +121,9 @@ async def push_test_image(client: RegistryClient, repository: str, tmp_path: Pat
 
 
 @requires_reference_registry
-async def test_login_saves_verified_credentials_and_logout_removes_them(reference_registry_basic: ReferenceRegistry, tmp_path: Path) -> None:
+async def test_login_saves_verified_credentials_and_logout_removes_them(
+    reference_registry_basic: ReferenceRegistry, tmp_path: Path
+) -> None:
     config = tmp_path / "docker-config"
     path = await login(reference_registry_basic.host, "alice", "wonderland", config)
     assert load_credentials(reference_registry_basic.host, config) == ALICE
@@ -129,7 +133,9 @@ async def test_login_saves_verified_credentials_and_logout_removes_them(referenc
 
 
 @requires_reference_registry
-async def test_login_with_a_wrong_password_fails_clearly_and_saves_nothing(reference_registry_basic: ReferenceRegistry, tmp_path: Path) -> None:
+async def test_login_with_a_wrong_password_fails_clearly_and_saves_nothing(
+    reference_registry_basic: ReferenceRegistry, tmp_path: Path
+) -> None:
     config = tmp_path / "docker-config"
     with pytest.raises(AuthenticationFailed) as raised:
         await login(reference_registry_basic.host, "alice", "not-the-password", config)
@@ -138,7 +144,9 @@ async def test_login_with_a_wrong_password_fails_clearly_and_saves_nothing(refer
 
 
 @requires_reference_registry
-async def test_basic_auth_push_and_pull_with_saved_credentials(reference_registry_basic: ReferenceRegistry, tmp_path: Path) -> None:
+async def test_basic_auth_push_and_pull_with_saved_credentials(
+    reference_registry_basic: ReferenceRegistry, tmp_path: Path
+) -> None:
     registry = reference_registry_basic.host
     settings = ClientSettings(config_dir=tmp_path / "docker-config")
     await login(registry, "alice", "wonderland", settings.config_dir)

@@ -142,3 +142,4 @@ async def test_locations_behind_a_tls_terminating_nginx_are_https_urls_of_the_pr
             nginx.kill()
             nginx.wait()
         stop_process(registry.process)
+

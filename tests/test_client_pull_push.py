@@ -158,7 +158,9 @@ async def test_pulling_a_missing_tag_names_it(registry_process: RegistryProcess,
 
 
 @requires_reference_registry
-async def test_reference_registry_with_basic_auth_login_push_pull(reference_registry_basic: ReferenceRegistry, tmp_path: Path) -> None:
+async def test_reference_registry_with_basic_auth_login_push_pull(
+    reference_registry_basic: ReferenceRegistry, tmp_path: Path
+) -> None:
     registry = reference_registry_basic.host
     settings = ClientSettings(config_dir=tmp_path / "docker-config")
     image = single_image(docker=True)
@@ -212,7 +214,9 @@ async def test_interrupted_download_is_resumed_with_range(registry_process: Regi
     assert target.read_blob(big.digest) == big.blob
 
 
-async def test_a_corrupt_partial_download_is_discarded_and_fetched_again(registry_process: RegistryProcess, tmp_path: Path, proxy_factory) -> None:
+async def test_a_corrupt_partial_download_is_discarded_and_fetched_again(
+    registry_process: RegistryProcess, tmp_path: Path, proxy_factory
+) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"
     store_image(new_store(tmp_path / "source"), image, f"{host}/acme/app:1")
@@ -230,7 +234,9 @@ async def test_a_corrupt_partial_download_is_discarded_and_fetched_again(registr
 
 
 @pytest.mark.parametrize("registry_process", ["filesystem"], indirect=True)  # the proxy must see blob bytes: no S3 redirect
-async def test_connection_broken_mid_layer_resumes_where_it_stopped(registry_process: RegistryProcess, tmp_path: Path, proxy_factory) -> None:
+async def test_connection_broken_mid_layer_resumes_where_it_stopped(
+    registry_process: RegistryProcess, tmp_path: Path, proxy_factory
+) -> None:
     image = single_image()
     host = f"{registry_process.host}:{registry_process.port}"
     store_image(new_store(tmp_path / "source"), image, f"{host}/acme/app:1")
@@ -297,7 +303,9 @@ async def test_layers_already_in_the_store_are_not_downloaded(registry_process: 
     assert {progress.statuses[d] for d in shared} == {"Already exists"}
 
 
-async def test_push_to_a_second_repository_mounts_instead_of_uploading(registry_process: RegistryProcess, tmp_path: Path, proxy_factory) -> None:
+async def test_push_to_a_second_repository_mounts_instead_of_uploading(
+    registry_process: RegistryProcess, tmp_path: Path, proxy_factory
+) -> None:
     image = single_image()
     proxy = await proxy_factory(registry_process.url)
     store = new_store(tmp_path / "store")
@@ -395,7 +403,9 @@ def skopeo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["REGISTRY_AUTH_FILE"] = str(home / "auth.json")
     if os.geteuid() == 0:
         env["_CONTAINERS_ROOTLESS_UID"] = "65534"  # keep c/image's blob cache under XDG_DATA_HOME
-    return subprocess.run(["skopeo", "--policy", str(policy), *args], env=env, capture_output=True, text=True, check=True, timeout=60)
+    return subprocess.run(
+        ["skopeo", "--policy", str(policy), *args], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
 
 
 @pytest.mark.usefixtures("skopeo_installed")

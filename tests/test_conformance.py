@@ -142,7 +142,9 @@ def descriptor(
         value["data"] = base64.b64encode(data).decode()
     if artifact_type:
         value["artifactType"] = artifact_type
-    value["newUnspecifiedField"] = base64.b64encode(new_unspecified_field).decode() if new_unspecified_field is not None else None
+    value["newUnspecifiedField"] = (
+        base64.b64encode(new_unspecified_field).decode() if new_unspecified_field is not None else None
+    )
     return value
 
 
@@ -284,10 +286,14 @@ def build_fixtures(seed: int | None = None) -> Fixtures:
         }
         configs.append(TestBlob(go_json(config)))
     for i in range(NUM_WORKFLOWS):
-        config_descriptor = descriptor(CONFIG_TYPE, configs[i].digest, configs[i].size, data=configs[i].content, new_unspecified_field=b"hello world")
+        config_descriptor = descriptor(
+            CONFIG_TYPE, configs[i].digest, configs[i].size, data=configs[i].content, new_unspecified_field=b"hello world"
+        )
         manifests.append(TestBlob(image_manifest(config_descriptor, [layer_descriptor])))
 
-    empty_layer_config = descriptor(CONFIG_TYPE, configs[1].digest, configs[1].size, data=configs[1].content, new_unspecified_field=b"hello world")
+    empty_layer_config = descriptor(
+        CONFIG_TYPE, configs[1].digest, configs[1].size, data=configs[1].content, new_unspecified_field=b"hello world"
+    )
     empty_layer_manifest = TestBlob(image_manifest(empty_layer_config, [], media_type=None))
 
     empty_json = TestBlob(b"{}")
@@ -356,7 +362,9 @@ def build_fixtures(seed: int | None = None) -> Fixtures:
     }
     # The later push test names these without their definitions; they are A-config and A-layer
     # without a subject.
-    config_type_artifact = TestBlob(image_manifest(descriptor(ARTIFACT_TYPE_A, ref_blob_a.digest, ref_blob_a.size), [empty_json_descriptor]))
+    config_type_artifact = TestBlob(
+        image_manifest(descriptor(ARTIFACT_TYPE_A, ref_blob_a.digest, ref_blob_a.size), [empty_json_descriptor])
+    )
     artifact_type_artifact = TestBlob(
         image_manifest(
             empty_json_descriptor,
@@ -546,10 +554,14 @@ class Suite:
 
     # ---- expectations
     def expect_status(self, resp: Resp, what: str, *allowed: int | str) -> None:
-        assert _allowed(resp.status, allowed), f"{self.step}: {what} must be {' or '.join(str(code) for code in allowed)}; got {resp}"
+        assert _allowed(resp.status, allowed), (
+            f"{self.step}: {what} must be {' or '.join(str(code) for code in allowed)}; got {resp}"
+        )
 
     def expect_header(self, resp: Resp, name: str, expected: str, what: str) -> None:
-        assert resp.header(name) == expected, f"{self.step}: {what}: header {name} must be {expected!r}; got {resp.header(name)!r} ({resp})"
+        assert resp.header(name) == expected, (
+            f"{self.step}: {what}: header {name} must be {expected!r}; got {resp.header(name)!r} ({resp})"
+        )
 
     def expect_location(self, resp: Resp, what: str) -> None:
         assert resp.header("Location") != "", f"{self.step}: {what}: a Location header is required; got {resp}"
@@ -564,12 +576,16 @@ class Suite:
     async def push_blob(self, blob: TestBlob, what: str) -> Resp:
         """POST a session, then PUT <Location>?digest= with the blob: every setup spec's upload."""
         post = await self.do("POST", self.path("blobs/uploads/"))
-        put = await self.do("PUT", post.relative_location(), query={"digest": blob.digest}, headers={"Content-Type": OCTET_STREAM}, body=blob.content)
+        put = await self.do(
+            "PUT", post.relative_location(), query={"digest": blob.digest}, headers={"Content-Type": OCTET_STREAM}, body=blob.content
+        )
         self.expect_status(put, f"PUT of {what} to the upload session {post.relative_location()!r} (POST gave {post.status})", "2xx")
         return put
 
     async def put_manifest(self, reference: str, content: bytes, media_type: str = MANIFEST_TYPE) -> Resp:
-        return await self.do("PUT", self.path(f"manifests/{reference}"), headers={"Content-Type": media_type}, body=content)
+        return await self.do(
+            "PUT", self.path(f"manifests/{reference}"), headers={"Content-Type": media_type}, body=content
+        )
 
     async def get_manifest(self, method: str, reference: str, accept: bool = True) -> Resp:
         headers = {"Accept": MANIFEST_TYPE} if accept else None
@@ -730,7 +746,9 @@ async def push(s: Suite) -> None:
         last = resp
     with s.spec("push/streamed: PUT request to session URL with digest should yield 201"):
         assert last is not None, f"{s.step}: no previous PATCH response"
-        resp = await s.do("PUT", last.relative_location(), query={"digest": fx.blob_a.digest}, headers={"Content-Type": OCTET_STREAM})
+        resp = await s.do(
+            "PUT", last.relative_location(), query={"digest": fx.blob_a.digest}, headers={"Content-Type": OCTET_STREAM}
+        )
         s.expect_status(resp, "closing PUT (no body) of the streamed upload", 201)
         s.expect_location(resp, "closing PUT of the streamed upload")
 
@@ -849,7 +867,9 @@ async def push(s: Suite) -> None:
         last = resp
     with s.spec("push/chunked: PUT request with digest should return 201"):
         assert last is not None, f"{s.step}: no previous response"
-        resp = await s.do("PUT", last.relative_location(), query={"digest": fx.chunked.digest}, headers={"Content-Type": OCTET_STREAM})
+        resp = await s.do(
+            "PUT", last.relative_location(), query={"digest": fx.chunked.digest}, headers={"Content-Type": OCTET_STREAM}
+        )
         s.expect_status(resp, "closing PUT (no body) of the chunked upload", 201)
         s.expect_location(resp, "closing PUT of the chunked upload")
 
@@ -879,7 +899,9 @@ async def push(s: Suite) -> None:
             s.skip("the mount was not 202")
         else:
             prefix = f"/v2/{cross}/blobs/uploads/"
-            assert last.relative_location().startswith(prefix), f"{s.step}: the Location must start with {prefix!r}; got {last.relative_location()!r} ({last})"
+            assert last.relative_location().startswith(prefix), (
+                f"{s.step}: the Location must start with {prefix!r}; got {last.relative_location()!r} ({last})"
+            )
     with s.spec("push/cross-mount: mount without from, automatic content discovery enabled, should return 201"):
         assert last is not None, f"{s.step}: no previous response"
         if s.automatic_crossmount is None or last.status != 201 or not s.automatic_crossmount:
@@ -1070,7 +1092,8 @@ async def content_discovery(s: Suite) -> None:
             annotations = entry.get("annotations") or {}
             expected = fx.annotation_values.get(entry.get("digest", ""), "")
             assert len(annotations) == 1 and annotations.get(ANNOTATION_KEY) == expected, (
-                f"{s.step}: descriptor {entry.get('digest')} must carry exactly the annotation {ANNOTATION_KEY}={expected!r}; got {annotations} ({resp})"
+                f"{s.step}: descriptor {entry.get('digest')} must carry exactly the annotation "
+                f"{ANNOTATION_KEY}={expected!r}; got {annotations} ({resp})"
             )
 
     with s.spec("discovery/referrers: GET of manifests[4] should list its 5 referrers"):
@@ -1078,7 +1101,9 @@ async def content_discovery(s: Suite) -> None:
         s.expect_status(resp, "GET of the referrers of manifests[4]", 200)
         s.expect_header(resp, "Content-Type", INDEX_TYPE, "GET of referrers")
         found = parse_index(resp)
-        assert len(found) == 5, f"{s.step}: 5 referrers (A-config, A-layer, index, B-config, B-layer) expected; got {len(found)}: {resp}"
+        assert len(found) == 5, (
+            f"{s.step}: 5 referrers (A-config, A-layer, index, B-config, B-layer) expected; got {len(found)}: {resp}"
+        )
         assert found[0].get("digest") != found[1].get("digest"), f"{s.step}: the first two descriptors are the same: {resp}"
         check_annotations(found, resp)
     with s.spec("discovery/referrers: GET of manifests[4] with artifactType filter"):
@@ -1098,7 +1123,9 @@ async def content_discovery(s: Suite) -> None:
         s.expect_status(resp, "GET of the referrers of manifests[3] (never pushed)", 200)
         s.expect_header(resp, "Content-Type", INDEX_TYPE, "GET of referrers")
         found = parse_index(resp)
-        assert len(found) == 1 and found[0].get("digest") == fx.c_layer.digest, f"{s.step}: exactly C-layer ({fx.c_layer.digest}) expected; got {found}"
+        assert len(found) == 1 and found[0].get("digest") == fx.c_layer.digest, (
+            f"{s.step}: exactly C-layer ({fx.c_layer.digest}) expected; got {found}"
+        )
 
     # Teardown
     references = [
@@ -1228,14 +1255,18 @@ async def run_conformance(conn: Conn, **options: Any) -> Suite:
 
 # OCI_AUTOMATIC_CROSSMOUNT: reviewers run "=0" against a registry configured without automatic
 # mounting (registry.automatic_mount: false), and "=1"/unset against the default.
-@pytest.mark.parametrize("automatic_crossmount", [None, True, False], ids=["crossmount-unset", "crossmount-1", "crossmount-0"])
+@pytest.mark.parametrize(
+    "automatic_crossmount", [None, True, False], ids=["crossmount-unset", "crossmount-1", "crossmount-0"]
+)
 @pytest.mark.parametrize("delete_manifest_before_blobs", [True, False], ids=["manifests-first", "blobs-first"])
 async def test_conformance(aiohttp_client, storage, delete_manifest_before_blobs: bool, automatic_crossmount: bool | None) -> None:
     """The four workflows in order on a fresh registry, one spec tree variant per case."""
     settings = Settings(registry=RegistryOptions(automatic_mount=automatic_crossmount is not False))
     client = await aiohttp_client(create_app(storage, settings))
     conn = Conn(client.session, f"http://{client.host}:{client.port}")
-    await run_conformance(conn, delete_manifest_before_blobs=delete_manifest_before_blobs, automatic_crossmount=automatic_crossmount)
+    await run_conformance(
+        conn, delete_manifest_before_blobs=delete_manifest_before_blobs, automatic_crossmount=automatic_crossmount
+    )
 
 
 async def test_conformance_against_registry_process(registry_process) -> None:

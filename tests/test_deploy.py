@@ -22,10 +22,7 @@ def compose_config() -> dict:
     assert docker_compose, "docker-compose (Debian package) is installed by `make test`"
     result = subprocess.run(
         [docker_compose, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
         env=dict(os.environ),
     )
     assert result.returncode == 0, result.stderr

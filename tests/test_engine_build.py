@@ -59,12 +59,7 @@ def test_three_steps_give_three_layers_history_and_a_runnable_image(daemon: Daem
     base_layers = inspect(daemon, BASE)["RootFS"]["Layers"]
     image = inspect(daemon, "three:1")
     assert image["RootFS"]["Layers"][:3] == base_layers and len(image["RootFS"]["Layers"]) == len(base_layers) + 3
-    history = [
-        step["CreatedBy"]
-        for step in json.loads(
-            "[" + ",".join(daemon.docker("history", "--no-trunc", "--format", "{{json .}}", "three:1", check=True).stdout.split("\n")[:-1]) + "]"
-        )
-    ]
+    history = [step["CreatedBy"] for step in json.loads("[" + ",".join(daemon.docker("history", "--no-trunc", "--format", "{{json .}}", "three:1", check=True).stdout.split("\n")[:-1]) + "]")]
     assert history[0] == '/bin/sh -c #(nop)  CMD ["cat", "/app/both.txt"]'
     assert history[1] == "/bin/sh -c cat /app/app.txt /built.txt > /app/both.txt"
     assert history[2].startswith("/bin/sh -c #(nop) COPY file:") and history[2].endswith(" in /app/ ")
@@ -164,17 +159,13 @@ def test_copy_and_add_options(daemon: Daemon, tmp_path: Path) -> None:
         info = tarfile.TarInfo("inside/file.txt")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    directory = context(
-        tmp_path,
-        f"""\
+    directory = context(tmp_path, f"""\
 FROM {BASE}
 COPY --chown=app:app --chmod=640 owned.txt /data/
 COPY dir/ /copied/
 ADD bundle.tar.gz /unpacked/
 COPY *.md /docs/
-""",
-        {"owned.txt": "mine\n", "dir/a.txt": "a\n", "dir/nested/b.txt": "b\n", "one.md": "1\n", "two.md": "2\n"},
-    )
+""", {"owned.txt": "mine\n", "dir/a.txt": "a\n", "dir/nested/b.txt": "b\n", "one.md": "1\n", "two.md": "2\n"})
     (directory / "bundle.tar.gz").write_bytes(archive.getvalue())
     assert build(daemon, directory, "-t", "copies:1").returncode == 0
     shown = daemon.docker("run", "--rm", "copies:1", "sh", "-c",
@@ -235,18 +226,15 @@ def test_docker_py_and_dockyard_build_the_same_image(daemon: Daemon, tmp_path: P
     dy_layers = inspect(daemon, "dy-built:1")["RootFS"]["Layers"]
     assert len(dy_layers) == len(py_layers)
     listing = "cat /app/app.txt /built.txt /app/both.txt"
-    assert (
-        daemon.docker("run", "--rm", "py-built:1", "sh", "-c", listing, check=True).stdout
-        == daemon.docker("run", "--rm", "dy-built:1", "sh", "-c", listing, check=True).stdout
-    )
+    assert daemon.docker("run", "--rm", "py-built:1", "sh", "-c", listing, check=True).stdout == daemon.docker(
+        "run", "--rm", "dy-built:1", "sh", "-c", listing, check=True
+    ).stdout
     failed = daemon.dockyard("build", "-f", "-", str(directory), input=f"FROM {BASE}\nRUN exit 9\n".encode())
     assert failed.returncode == 9 and "returned a non-zero code: 9" in failed.stderr
 
 
 def test_config_instructions_heredocs_onbuild_labels_and_iidfile(daemon: Daemon, tmp_path: Path) -> None:
-    parent = context(
-        tmp_path,
-        f"""\
+    parent = context(tmp_path, f"""\
 FROM {BASE}
 MAINTAINER Jane Doe <jane@example.com>
 SHELL ["/bin/sh", "-c"]
@@ -259,8 +247,7 @@ VOLUME /data
 STOPSIGNAL SIGUSR1
 HEALTHCHECK --interval=5s --retries=2 CMD test -e /heredoc.txt
 ONBUILD RUN echo triggered > /onbuild.txt
-""",
-    )
+""")
     iidfile = tmp_path / "iid"
     result = build(daemon, parent, "-t", "parent:1", "-t", "parent:2", "--label", "team=dock", "--iidfile", str(iidfile))
     assert result.returncode == 0, result.stdout + result.stderr

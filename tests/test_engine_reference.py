@@ -71,7 +71,7 @@ def test_what_dockyardd_builds_and_pushes_dockerd_pulls_and_runs(engines, tmp_pa
     daemon, dockerd, _, port = engines
     context = tmp_path / "context"
     context.mkdir()
-    (context / "Dockerfile").write_text('FROM ref-base:1\nRUN echo \'made by dockyardd\' > /origin\nCMD ["cat", "/origin"]\n')
+    (context / "Dockerfile").write_text("FROM ref-base:1\nRUN echo 'made by dockyardd' > /origin\nCMD [\"cat\", \"/origin\"]\n")
     target = f"127.0.0.1:{port}/acme/portable:1"
     assert daemon.docker("build", "-t", target, str(context)).returncode == 0
     daemon.docker("push", target, check=True)

@@ -96,7 +96,7 @@ def test_image_volumes_are_anonymous_volumes_that_rm_v_and_run_rm_remove(daemon:
     # a build through a VOLUME leaves no volume behind
     context = tmp_path / "context"
     context.mkdir()
-    (context / "Dockerfile").write_text('FROM busybox:with-volume\nRUN echo built > /built\nCMD ["cat", "/built"]\n')
+    (context / "Dockerfile").write_text("FROM busybox:with-volume\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n")
     daemon.docker("build", "-q", "-t", "busybox:built-on-volume", str(context), check=True)
     assert volume_names(daemon) == before
     daemon.docker("rmi", "busybox:built-on-volume", "busybox:with-volume", check=True)
@@ -245,7 +245,7 @@ def test_health_checks_run_by_the_daemon_show_in_inspect_and_ps(daemon: Daemon, 
     # an image's HEALTHCHECK applies, and --no-healthcheck turns it off
     context = tmp_path / "checked-image"
     context.mkdir()
-    (context / "Dockerfile").write_text(f'FROM {IMAGE}\nHEALTHCHECK --interval=200ms --retries=1 CMD ["true"]\nCMD ["sleep", "600"]\n')
+    (context / "Dockerfile").write_text(f"FROM {IMAGE}\nHEALTHCHECK --interval=200ms --retries=1 CMD [\"true\"]\nCMD [\"sleep\", \"600\"]\n")
     daemon.docker("build", "-q", "-t", "busybox:checked", str(context), check=True)
     daemon.docker("run", "-d", "--name", "image-check", "busybox:checked", check=True)
     eventually(lambda: health(daemon, "image-check").get("Status") == "healthy")

@@ -142,7 +142,9 @@ def test_dockyard_without_a_daemon_names_the_socket(tmp_path: Path) -> None:
     import sys
 
     missing = tmp_path / "nobody-listens.sock"
-    result = subprocess.run([sys.executable, "-m", "client.cli", "-H", f"unix://{missing}", "ps"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "client.cli", "-H", f"unix://{missing}", "ps"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert result.stderr == f"Error: Cannot connect to the Dockyard daemon at unix://{missing}. Is dockyardd running? (No such file or directory)\n"
 

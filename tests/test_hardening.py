@@ -164,6 +164,7 @@ async def test_an_index_entry_size_must_match_the_child_manifest(client) -> None
     assert response.status == 400 and "size" in (await response.text()).lower()
 
 
+
 async def _raw(client, method: str, path: str, **kwargs):
     """A request whose path goes out exactly as written (`%2e%2e` not resolved), as curl --path-as-is sends it."""
     base = str(client.make_url("/")).rstrip("/")

@@ -123,15 +123,8 @@ async def test_expired_and_wrong_audience(aiohttp_client, storage):
     await push_image_as(client, alice, "alice/app", random_image())
     signer = client.app[SERVICES].signer
     now = int(time.time())
-    base = {
-        "iss": "dockyard",
-        "sub": "alice",
-        "aud": "dockyard",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-        "access": [{"type": "repository", "name": "alice/app", "actions": ["pull"]}],
-    }
+    base = {"iss": "dockyard", "sub": "alice", "aud": "dockyard", "iat": now, "nbf": now, "exp": now + 60,
+            "access": [{"type": "repository", "name": "alice/app", "actions": ["pull"]}]}
     key = signer._private_key
     valid = jwt.encode(base, key, algorithm="ES256")
     assert (await client.get("/v2/alice/app/manifests/v1", headers={"Authorization": f"Bearer {valid}"})).status == 200
@@ -175,24 +168,15 @@ async def test_wrong_password_and_personal_access_tokens(aiohttp_client, storage
 async def test_oauth2_password_and_refresh_token_grants(aiohttp_client, storage):
     client = await hub_client(aiohttp_client, storage)
     alice = await create_user(client, "alice")
-    form = {
-        "grant_type": "password",
-        "username": alice[0],
-        "password": alice[1],
-        "service": "dockyard",
-        "scope": "repository:alice/app:pull,push",
-        "client_id": "test",
-        "access_type": "offline",
-    }
+    form = {"grant_type": "password", "username": alice[0], "password": alice[1], "service": "dockyard",
+            "scope": "repository:alice/app:pull,push", "client_id": "test", "access_type": "offline"}
     response = await client.post("/token", data=form)
     assert response.status == 200
     body = await response.json()
     assert claims_of(body["access_token"])["access"][0]["actions"] == ["pull", "push"]
     refresh = body["refresh_token"]
-    again = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh, "service": "dockyard", "scope": "repository:alice/app:pull", "client_id": "test"},
-    )
+    again = await client.post("/token", data={"grant_type": "refresh_token", "refresh_token": refresh, "service": "dockyard",
+                                              "scope": "repository:alice/app:pull", "client_id": "test"})
     assert again.status == 200
     assert claims_of((await again.json())["access_token"])["sub"] == "alice"
     bad = await client.post("/token", data={"grant_type": "refresh_token", "refresh_token": "forged", "service": "dockyard"})
@@ -222,9 +206,8 @@ async def test_organization_roles(aiohttp_client, storage):
     assert claims_of(reader_token["token"])["access"][0]["actions"] == ["pull"]
     assert (await client.get("/v2/acme/api/manifests/v1", headers={"Authorization": f"Bearer {reader_token['token']}"})).status == 200
     blob = random_blob(10)
-    refused = await client.post(
-        "/v2/acme/api/blobs/uploads/", params={"digest": blob.digest}, data=blob.data, headers={"Authorization": f"Bearer {reader_token['token']}"}
-    )
+    refused = await client.post("/v2/acme/api/blobs/uploads/", params={"digest": blob.digest}, data=blob.data,
+                                headers={"Authorization": f"Bearer {reader_token['token']}"})
     assert refused.status == 403
     stranger = await create_user(client, "stranger")
     assert claims_of((await token(client, stranger, "repository:acme/api:pull"))["token"])["access"][0]["actions"] == []

@@ -19,10 +19,7 @@ from tests.oci import location_of
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "registry", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})},
     )
 
 
@@ -54,15 +51,12 @@ async def test_settings_come_from_yaml_and_environment_with_env_winning(tmp_path
     process = subprocess.Popen(
         [sys.executable, "-m", "registry", "serve", "--config", str(config)],
         env={**os.environ, "DOCKYARD_HTTP__LISTEN": f"127.0.0.1:{port_from_env}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port_from_env, process)
         async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"http://127.0.0.1:{port_from_env}/v2/acme/app/blobs/uploads/", params={"digest": "sha256:" + hashlib.sha256(b"hi").hexdigest()}, data=b"hi"
-            ) as response:
+            async with session.post(f"http://127.0.0.1:{port_from_env}/v2/acme/app/blobs/uploads/", params={"digest": "sha256:" + hashlib.sha256(b"hi").hexdigest()}, data=b"hi") as response:
                 assert response.status == 201
         assert any((tmp_path / "from-file" / "blobs").rglob("*")), "storage.root from the YAML file is used"
     finally:
@@ -163,9 +157,7 @@ async def test_kill_9_mid_upload_leaves_store_consistent_and_upload_resumable(tm
                 assert response.headers["Range"] == f"0-{len(first) - 1}", "the torn chunk is not part of the upload"
             rest = os.urandom(1000)
             digest = "sha256:" + hashlib.sha256(first + rest).hexdigest()
-            async with session.put(
-                f"{restarted.url}{location}", params={"digest": digest}, data=rest, headers={"Content-Range": f"{len(first)}-{len(first) + len(rest) - 1}"}
-            ) as response:
+            async with session.put(f"{restarted.url}{location}", params={"digest": digest}, data=rest, headers={"Content-Range": f"{len(first)}-{len(first) + len(rest) - 1}"}) as response:
                 assert response.status == 201, await response.text()
             async with session.get(f"{restarted.url}/v2/acme/app/blobs/{digest}") as response:
                 assert await response.read() == first + rest

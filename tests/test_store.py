@@ -237,11 +237,7 @@ def test_add_image_tag_resolve_and_images(store: ImageStore) -> None:
 def test_add_image_refuses_indexes_missing_blobs_and_mismatched_configs(store: ImageStore) -> None:
     image = make_image([base_tar()])
     index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_INDEX,
-            "manifests": [{"mediaType": mediatypes.OCI_MANIFEST, "digest": image.digest, "size": len(image.manifest)}],
-        }
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": [{"mediaType": mediatypes.OCI_MANIFEST, "digest": image.digest, "size": len(image.manifest)}]}
     ).encode()
     store.write_blob(index)
     with pytest.raises(InvalidImage, match="image index"):
@@ -367,17 +363,11 @@ def test_an_ambiguous_image_id_prefix_is_refused(store: ImageStore) -> None:
 def whiteout_layers() -> list[bytes]:
     base = (
         Tar()
-        .dir("a")
-        .file("a/1", b"a1")
-        .file("a/2", b"a2")
-        .dir("b")
-        .file("b/x", b"bx")
-        .dir("b/sub")
-        .file("b/sub/y", b"by")
+        .dir("a").file("a/1", b"a1").file("a/2", b"a2")
+        .dir("b").file("b/x", b"bx").dir("b/sub").file("b/sub/y", b"by")
         .file("c", b"c")
         .symlink("l", "c")
-        .dir("d")
-        .file("d/keep", b"keep")
+        .dir("d").file("d/keep", b"keep")
         .build()
     )
     second = (
@@ -648,13 +638,7 @@ def test_kill_during_unpack_leaves_no_visible_snapshot_and_the_next_unpack_succe
     child = spawn.Process(target=unpack_worker, args=(str(store.root), APP))
     child.start()
     try:
-        assert wait_for(
-            lambda: any(
-                len(os.listdir(store.root / "snapshots" / t / "fs" / "data")) > 5
-                for t in temp_dirs()
-                if (store.root / "snapshots" / t / "fs" / "data").is_dir()
-            )
-        )
+        assert wait_for(lambda: any(len(os.listdir(store.root / "snapshots" / t / "fs" / "data")) > 5 for t in temp_dirs() if (store.root / "snapshots" / t / "fs" / "data").is_dir()))
         assert child.exitcode is None, "the unpack finished before it could be interrupted"
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)

@@ -113,7 +113,9 @@ class Tools:
         return f"docker://{self.host}/{repository}{separator}{reference}"
 
     def run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=self.root)
+        result = subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=self.root
+        )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(argv)} exited with {result.returncode}\n"
@@ -189,7 +191,12 @@ def make_tools(root: Path, registry: RegistryProcess) -> Tools:
     ulimits = ", ".join(f'"{limit}"' for limit in _container_ulimits())
     containers_conf = _write(
         root / "containers.conf",
-        f'[containers]\ndefault_ulimits = [{ulimits}]\nlog_driver = "k8s-file"\n[engine]\nevents_logger = "none"\ncgroup_manager = "cgroupfs"\n',
+        "[containers]\n"
+        f"default_ulimits = [{ulimits}]\n"
+        'log_driver = "k8s-file"\n'
+        "[engine]\n"
+        'events_logger = "none"\n'
+        'cgroup_manager = "cgroupfs"\n',
     )
     storage_conf = _write(
         root / "storage.conf",
@@ -393,7 +400,9 @@ def test_skopeo_docker_schema2_push_and_conversion(tools: Tools, images: BuiltIm
     converted = json.loads(body)
     assert converted["mediaType"] == mediatypes.DOCKER_MANIFEST
     assert converted["config"] == {"mediaType": mediatypes.DOCKER_CONFIG, "size": len(oci.config), "digest": oci.config_digest}
-    assert [(layer["mediaType"], layer["digest"]) for layer in converted["layers"]] == [(mediatypes.DOCKER_LAYER_GZIP, layer.digest) for layer in oci.layers]
+    assert [(layer["mediaType"], layer["digest"]) for layer in converted["layers"]] == [
+        (mediatypes.DOCKER_LAYER_GZIP, layer.digest) for layer in oci.layers
+    ]
     raw = tools.skopeo("inspect", "--tls-verify=false", "--raw", tools.docker_ref(REPO, "converted")).stdout
     assert raw.encode() == body
     tools.skopeo("copy", "--src-tls-verify=false", tools.docker_ref(REPO, digest), f"dir:{tmp_path / 'out-converted'}")
@@ -416,13 +425,8 @@ def test_skopeo_two_platform_index(tools: Tools, images: BuiltImages, tmp_path: 
         image = index.image_for(architecture)
         inspected = json.loads(
             tools.skopeo(
-                "--override-os",
-                "linux",
-                "--override-arch",
-                architecture,
-                "inspect",
-                "--tls-verify=false",
-                tools.docker_ref(REPO, MULTI_TAG),
+                "--override-os", "linux", "--override-arch", architecture,
+                "inspect", "--tls-verify=false", tools.docker_ref(REPO, MULTI_TAG),
             ).stdout  # fmt: skip
         )
         assert inspected["Digest"] == index.digest  # skopeo reports the digest of what the tag names
@@ -450,7 +454,9 @@ def _mounted(log: str, repository: str, source: str, digest: str) -> bool:
     encoded = digest.replace(":", "%3A")
     for line in log.splitlines():
         if f"POST /v2/{repository}/blobs/uploads/" in line and re.search(r'" 201 ', line):
-            if (f"mount={encoded}" in line or f"mount={digest}" in line) and (f"from={source.replace('/', '%2F')}" in line or f"from={source}" in line):
+            if (f"mount={encoded}" in line or f"mount={digest}" in line) and (
+                f"from={source.replace('/', '%2F')}" in line or f"from={source}" in line
+            ):
                 return True
     return False
 

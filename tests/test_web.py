@@ -29,14 +29,8 @@ from tests.oci import Blob, Image, push_image, random_blob
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCRIPT = "<script>alert('pwned')</script>"
 
@@ -84,7 +78,9 @@ async def sign_in(client: TestClient, user: str, secret: str) -> None:
     """Sign in as `user` in this client's cookie jar, replacing any earlier session."""
     client.session.cookie_jar.clear()
     form = await (await client.get("/login")).text()
-    response = await client.post("/login", data={"username": user, "password": secret, "csrf": csrf_of(form), "next": "/"}, allow_redirects=False)
+    response = await client.post(
+        "/login", data={"username": user, "password": secret, "csrf": csrf_of(form), "next": "/"}, allow_redirects=False
+    )
     assert response.status == 303, await response.text()
 
 
@@ -258,8 +254,7 @@ async def test_sign_in_sets_a_signed_httponly_lax_cookie_and_sign_out_clears_it(
     await create_user(client, "alice", "right-password")
     form = await page(client, "/login?next=/r/alice/app")
     response = await client.post(
-        "/login",
-        data={"username": "alice", "password": "right-password", "csrf": csrf_of(form), "next": "/r/alice/app"},
+        "/login", data={"username": "alice", "password": "right-password", "csrf": csrf_of(form), "next": "/r/alice/app"},
         allow_redirects=False,
     )
     assert response.status == 303 and response.headers["Location"] == "/r/alice/app"
@@ -296,8 +291,7 @@ async def test_sign_in_never_redirects_off_site(aiohttp_client, disk):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         form = await page(client, "/login")
         response = await client.post(
-            "/login",
-            data={"username": "alice", "password": "right-password", "csrf": csrf_of(form), "next": target},
+            "/login", data={"username": "alice", "password": "right-password", "csrf": csrf_of(form), "next": target},
             allow_redirects=False,
         )
         assert response.headers["Location"] == "/", target
@@ -399,26 +393,21 @@ async def test_browser_signs_in_searches_and_reads_an_image(chromium: str, tmp_p
             created = await http.post("/api/v1/users", json={"name": "alice", "password": "alice-password"}, headers=basic("root", password))
             assert created.status == 201
             granted = await http.get(
-                "/token",
-                params={"service": "dockyard", "scope": "repository:alice/webapp:pull,push"},
+                "/token", params={"service": "dockyard", "scope": "repository:alice/webapp:pull,push"},
                 headers=basic("alice", "alice-password"),
             )
             token = (await granted.json())["token"]
         async with aiohttp.ClientSession(base_url=registry.url, headers={"Authorization": f"Bearer {token}"}) as pusher:
             await push_image(pusher, "alice/webapp", image, "v1")  # type: ignore[arg-type]
             described = await pusher.patch(
-                "/api/v1/repositories/alice/webapp",
-                json={"description": "The web application"},
+                "/api/v1/repositories/alice/webapp", json={"description": "The web application"},
                 headers=basic("alice", "alice-password"),
             )
             assert described.status == 200
 
         async with async_playwright() as playwright:
             context = await playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=chromium,
-                args=CHROMIUM_ARGS,
-                headless=True,
+                str(tmp_path / "chromium-profile"), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
                 viewport={"width": 1200, "height": 900},
             )
             try:

@@ -210,7 +210,9 @@ async def violations(page: Any) -> list[str]:
         await page.add_script_tag(path=str(AXE))
     result = await page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
     return [
-        f"{item['id']} ({item['impact']}): {[node['target'] for node in item['nodes']][:3]}" for item in result if item["impact"] in ("serious", "critical")
+        f"{item['id']} ({item['impact']}): {[node['target'] for node in item['nodes']][:3]}"
+        for item in result
+        if item["impact"] in ("serious", "critical")
     ]
 
 

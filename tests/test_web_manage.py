@@ -63,10 +63,10 @@ async def test_readme_is_rendered_as_markdown_with_scripts_and_javascript_links_
     await set_repository(client, alice, "alice/app", full_description=README)
     await sign_in(client, *alice)
     repo = await page(client, "/r/alice/app")
-    readme = repo[repo.index('<section class="readme') : repo.index("</section>")]
+    readme = repo[repo.index('<section class="readme'):repo.index("</section>")]
     assert "<h1>Web application</h1>" in readme and "<strong>care</strong>" in readme and "<td>8080</td>" in readme
     assert '<a href="https://example.com/docs" rel="noopener noreferrer nofollow">docs</a>' in readme
-    assert "<script" not in readme and "<img" not in readme and '<a href="javascript' not in readme
+    assert "<script" not in readme and "<img" not in readme and "<a href=\"javascript" not in readme
     assert not re.search(r'<a[^>]*href="\s*javascript', readme, re.IGNORECASE), "no live javascript: link"
     assert "&lt;script&gt;alert('pwned')&lt;/script&gt;" in readme, "raw HTML is shown as text"
 
@@ -143,9 +143,7 @@ async def test_deleting_a_repository_needs_its_name_typed_and_removes_content_se
 
     assert await tags_of(client, alice, "alice/app") == []
     assert (await client.get("/api/v1/repositories/alice/app", headers=basic(*alice))).status == 404
-    catalog = await (
-        await client.get("/v2/_catalog", headers={"Authorization": f"Bearer {(await token(client, ADMIN, 'registry:catalog:*'))['token']}"})
-    ).json()
+    catalog = await (await client.get("/v2/_catalog", headers={"Authorization": f"Bearer {(await token(client, ADMIN, 'registry:catalog:*'))['token']}"})).json()
     assert catalog["repositories"] == ["alice/app/nested"], "a nested repository is another repository"
     assert await tags_of(client, alice, "alice/app/nested") == ["v1"]
     await page(client, "/r/alice/app", 404)
@@ -179,7 +177,7 @@ async def test_tokens_are_created_with_a_scope_shown_once_listed_with_last_use_a
     pull = await token(client, ("alice", secret_text), "repository:alice/app:pull,push")
     assert granted(pull) == ["pull"], "a read token never pushes"
     account = await page(client, "/account")
-    row = account[account.index('<td class="token-name">ci</td>') :]
+    row = account[account.index('<td class="token-name">ci</td>'):]
     assert "<td>read</td>" in row[:300] and "never" not in row[:600], "last use is listed"
     refused = await client.post("/api/v1/users/alice/tokens", json={"name": "escalate"}, headers=basic("alice", secret_text))
     assert refused.status == 403, "a read token does not manage the account"
@@ -433,7 +431,7 @@ async def test_settings_show_each_webhooks_recent_deliveries_with_their_outcome(
 
     await sign_in(client, *alice)
     settings = await page(client, "/r/alice/app/-/settings")
-    hooks = settings[settings.index('id="webhooks"') :]
+    hooks = settings[settings.index('id="webhooks"'):]
     first, second = hooks.split('<li class="card">')[1:3]
     assert flaky.url in first and '<span class="good">delivered</span>' in first and "HTTP 200" in first
     assert re.search(r'<td class="num">2</td>', first), "two attempts"

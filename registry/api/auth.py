@@ -141,7 +141,10 @@ class Authenticator:
 
         if scope is not None and action is not None and action not in granted_actions(claims, scope.type, scope.name):
             anonymous = context.subject is None
-            if anonymous or (scope.type == "repository" and action in await repository_actions(self.hub, await context.user(), scope.name)):
+            if anonymous or (
+                scope.type == "repository"
+                and action in await repository_actions(self.hub, await context.user(), scope.name)
+            ):
                 # Signing in (or a token with more scope) could help: ask for it, as Docker Hub does.
                 raise Unauthorized(
                     f"token does not grant {action} on {scope.name}",

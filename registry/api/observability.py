@@ -21,7 +21,9 @@ class Metrics:
 
     def __init__(self, in_flight: InFlight) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("dockyard_http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry)
+        self.requests = Counter(
+            "dockyard_http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry
+        )
         self.latency = Histogram(
             "dockyard_http_request_duration_seconds",
             "Time to produce a response (bodies streamed after it are not included)",

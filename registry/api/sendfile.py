@@ -67,7 +67,9 @@ class FileSliceResponse(web.StreamResponse):
             await self.write(chunk)
 
 
-async def stream_response(request: web.Request, chunks: AsyncIterator[bytes], *, status: int, headers: dict[str, str], length: int) -> web.StreamResponse:
+async def stream_response(
+    request: web.Request, chunks: AsyncIterator[bytes], *, status: int, headers: dict[str, str], length: int
+) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     await response.prepare(request)

@@ -33,6 +33,8 @@ async def sign_in(request: web.Request, username: str, secret: str) -> User | No
     this client has failed for that user name too often lately."""
     registry = services(request)
     try:
-        return await registry.sign_in_gate.attempt(f"{request.remote}|{username}", lambda: registry.hub.users.authenticate(username, secret))
+        return await registry.sign_in_gate.attempt(
+            f"{request.remote}|{username}", lambda: registry.hub.users.authenticate(username, secret)
+        )
     except Throttled as refused:
         raise TooManySignIns(refused.retry_after) from None

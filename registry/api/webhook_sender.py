@@ -44,7 +44,9 @@ class AiohttpSender:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         try:
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
                 return response.status
         except TimeoutError:
             raise SendFailed(f"no answer within {timeout}s", retryable=True) from None

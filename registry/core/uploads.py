@@ -115,7 +115,9 @@ class Uploads:
         try:
             size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream, at=status.size)
         except LengthMismatch as error:
-            raise SizeInvalid(f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status) from None
+            raise SizeInvalid(
+                f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status
+            ) from None
         except AppendConflict as conflict:
             now = status if conflict.size is None else UploadStatus(status.name, status.upload_id, conflict.size, status.algorithm)
             raise RangeInvalid(
@@ -248,10 +250,6 @@ class Uploads:
         running = self._hashes.get(status.upload_id)
         if running is not None and running.hasher.name == algorithm and running.offset == status.size:
             return str(running.hasher.hexdigest())
-        if self.storage.exclusive_appends and status.algorithm == algorithm:
-            saved = await self._saved_hasher(status)
-            if saved is not None:
-                return saved.hexdigest()
         hasher = hashlib.new(algorithm)
         try:
             async for chunk in self.storage.read_appended(layout.upload_data(status.name, status.upload_id)):
@@ -290,12 +288,15 @@ async def _verified(chunks: AsyncIterable[bytes], hasher: Any, digest: Digest) -
         yield chunk
     if hasher.hexdigest() != digest.encoded:
         actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-        raise DigestInvalid(f"uploaded content has digest {actual}, not {digest}", detail={"expected": str(digest), "actual": actual})
+        raise DigestInvalid(
+            f"uploaded content has digest {actual}, not {digest}", detail={"expected": str(digest), "actual": actual}
+        )
 
 
 def _check_continues(status: UploadStatus, start: int | None) -> None:
     if start is not None and start != status.size:
         raise RangeInvalid(
-            f"chunk starts at byte {start} but the upload has {status.size} bytes; chunks must be sent in order without gaps or overlaps",
+            f"chunk starts at byte {start} but the upload has {status.size} bytes; "
+            "chunks must be sent in order without gaps or overlaps",
             upload=status,
         )

@@ -42,7 +42,9 @@ def _content_range(request: web.Request) -> tuple[int | None, int | None]:
         raise BlobUploadInvalid(f"Content-Range {header!r} ends before it starts")
     length = end - start + 1
     if request.content_length is not None and request.content_length != length:
-        raise BlobUploadInvalid(f"Content-Range {header!r} covers {length} bytes but Content-Length is {request.content_length}")
+        raise BlobUploadInvalid(
+            f"Content-Range {header!r} covers {length} bytes but Content-Length is {request.content_length}"
+        )
     return start, length
 
 
@@ -98,7 +100,9 @@ async def upload_status(request: web.Request) -> web.Response:
 async def upload_chunk(request: web.Request) -> web.Response:
     name = repository_name(request)
     start, length = _content_range(request)
-    status = await services(request).uploads.append(name, request.match_info["upload_id"], request_body(request), start=start, length=length)
+    status = await services(request).uploads.append(
+        name, request.match_info["upload_id"], request_body(request), start=start, length=length
+    )
     return _in_progress(status)
 
 
@@ -110,7 +114,9 @@ async def finish_upload(request: web.Request) -> web.Response:
     uploads = services(request).uploads
     start, length = _content_range(request)
     body = request_body(request) if request.can_read_body else empty()
-    blob = await uploads.finish(name, upload_id, digest, body, start=start, length=length if request.can_read_body else 0)
+    blob = await uploads.finish(
+        name, upload_id, digest, body, start=start, length=length if request.can_read_body else 0
+    )
     return _created(name, blob)
 
 

@@ -27,7 +27,8 @@ STATIC = HERE / "static"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -119,15 +120,8 @@ ENVIRONMENT = Environment(
     lstrip_blocks=True,
 )
 ENVIRONMENT.filters.update(
-    size=human_size,
-    timestamp=timestamp,
-    iso=iso,
-    ago=ago,
-    short_digest=short_digest,
-    created=created_time,
-    command=command,
-    count=count,
-    breakable=breakable,
+    size=human_size, timestamp=timestamp, iso=iso, ago=ago, short_digest=short_digest, created=created_time, command=command,
+    count=count, breakable=breakable,
 )
 ENVIRONMENT.filters["markdown"] = render_markdown
 ENVIRONMENT.globals.update(url=url)

@@ -29,7 +29,9 @@ from .visit import Page, done, page, see_other
 def _settings_page(
     visit: Page, view: views.SettingsView, *, status: int = 200, error: str = "", preview: Markup | None = None, webhook_url: str = ""
 ) -> web.Response:
-    return visit.render("settings.html", status=status, title=f"Settings of {view.name}", settings=view, error=error, preview=preview, webhook_url=webhook_url)
+    return visit.render(
+        "settings.html", status=status, title=f"Settings of {view.name}", settings=view, error=error, preview=preview, webhook_url=webhook_url
+    )
 
 
 @page

@@ -41,7 +41,9 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @page
 async def home(visit: Page) -> web.Response:
     query = visit.request.query
-    found = await views.listing(visit.services, visit.viewer, "", page=integer(visit.request, "page"), sort=views.parse_sort(query.get("sort", ""), "name"))
+    found = await views.listing(
+        visit.services, visit.viewer, "", page=integer(visit.request, "page"), sort=views.parse_sort(query.get("sort", ""), "name")
+    )
     return visit.render("home.html", title="Repositories", found=found)
 
 

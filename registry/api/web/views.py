@@ -117,7 +117,9 @@ class RepositorySummary:
 def _summary(name: str, settings: RepositorySettings | None, tag_count: int | None = None) -> RepositorySummary:
     if settings is None:
         return RepositorySummary(name, "", 0, None, tag_count=tag_count)
-    return RepositorySummary(name, settings.description, settings.star_count, settings.visibility, settings.pull_count, settings.pushed, tag_count)
+    return RepositorySummary(
+        name, settings.description, settings.star_count, settings.visibility, settings.pull_count, settings.pushed, tag_count
+    )
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,7 @@ async def _tag_count(services: Services, name: str) -> int:
 
 
 async def listing(
-    services: Services,
-    viewer: Viewer,
-    query: str,
-    *,
-    page: int,
-    sort: Sort,
-    namespace: str | None = None,
+    services: Services, viewer: Viewer, query: str, *, page: int, sort: Sort, namespace: str | None = None,
     page_size: int = REPOSITORIES_PER_PAGE,
 ) -> Listing:
     """Repositories the viewer may pull, from the metadata database, ranked and filtered exactly
@@ -335,7 +331,9 @@ async def visible_repository(services: Services, viewer: Viewer, name: str) -> t
     return name, actions
 
 
-async def repository(services: Services, viewer: Viewer, name: str, page: int = 1, tag_filter: str = "", tag_sort: TagSort = "pushed") -> RepositoryView:
+async def repository(
+    services: Services, viewer: Viewer, name: str, page: int = 1, tag_filter: str = "", tag_sort: TagSort = "pushed"
+) -> RepositoryView:
     """A repository with one page of its tags (newest push first, or by name), optionally only
     those whose name contains `tag_filter`."""
     name, actions = await visible_repository(services, viewer, name)
@@ -413,12 +411,16 @@ async def _lists(services: Services, name: str, index: str, child: Digest) -> bo
     """`index` is the digest of an index of `name` that lists `child`."""
     try:
         media_type, document = await _read_manifest(services, name, Digest.parse(index))
-        return media_type in mediatypes.INDEXES and any(entry.get("digest") == str(child) for entry in document.get("manifests", []) if isinstance(entry, dict))
+        return media_type in mediatypes.INDEXES and any(
+            entry.get("digest") == str(child) for entry in document.get("manifests", []) if isinstance(entry, dict)
+        )
     except (InvalidDigest, RegistryError, ValueError):
         return False
 
 
-async def image(services: Services, viewer: Viewer, name: str, *, tag: str | None = None, digest: str | None = None, index: str | None = None) -> ImageView:
+async def image(
+    services: Services, viewer: Viewer, name: str, *, tag: str | None = None, digest: str | None = None, index: str | None = None
+) -> ImageView:
     """An image (or index) by tag or by digest, with its layers and config."""
     name = parse_name(name)
     if not await _can_pull(services, viewer, name):
@@ -501,7 +503,9 @@ def checked_settings(description: str | None, full_description: str | None, visi
     return changes
 
 
-async def update_settings(services: Services, viewer: Viewer, name: str, description: str | None, full_description: str | None, visibility: str) -> None:
+async def update_settings(
+    services: Services, viewer: Viewer, name: str, description: str | None, full_description: str | None, visibility: str
+) -> None:
     """Change descriptions and visibility, as `PATCH /api/v1/repositories/<name>` does."""
     name = await admin_of(services, viewer, name)
     await services.hub.repositories.update(name, **checked_settings(description, full_description, visibility))

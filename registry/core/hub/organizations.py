@@ -81,3 +81,5 @@ async def _load(connection: AsyncConnection, name: str) -> Organization | None:
 async def _require_user(connection: AsyncConnection, name: str) -> None:
     if await account_kind(connection, name) != "user":
         raise NotFound(f"no user {name!r}")
+
+

@@ -133,7 +133,9 @@ class RepositorySettingsStore:
         """`user` stars (or un-stars) the repository; the count moves only when a star row came or went."""
         async with self.database.write() as connection:
             if starred:
-                changed = await connection.execute(self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing())
+                changed = await connection.execute(
+                    self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing()
+                )
             else:
                 changed = await connection.execute(delete(stars).where(stars.c.repository == name, stars.c.user == user))
             if changed.rowcount:

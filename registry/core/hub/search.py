@@ -93,7 +93,9 @@ class SearchIndex:
         }
         return orders[sort]
 
-    async def search(self, query: str, *, page: int, page_size: int, audience: Audience, sort: Sort = "relevance", namespace: str | None = None) -> SearchPage:
+    async def search(
+        self, query: str, *, page: int, page_size: int, audience: Audience, sort: Sort = "relevance", namespace: str | None = None
+    ) -> SearchPage:
         """One page of the repositories matching `query` (every one when empty) that `audience`
         may see, optionally only those of one namespace, in the order `sort` names."""
         query = query.strip().lower()

@@ -39,7 +39,9 @@ class TokenSigner:
         self._private_key = private_key
         self._public_key = private_key.public_key()
         self.algorithm = "ES256" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS256"
-        public_der = self._public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public_der = self._public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         self.key_id = hashlib.sha256(public_der).hexdigest()[:32]
 
     @classmethod
@@ -56,7 +58,9 @@ class TokenSigner:
     def derive_key(self, purpose: str) -> bytes:
         """A 32-byte secret for `purpose` (e.g. signing web sessions), the same on every replica
         that shares the token key; it reveals nothing about the key itself."""
-        private_der = self._private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        private_der = self._private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return hmac.new(private_der, f"dockyard:{purpose}".encode(), hashlib.sha256).digest()
 
     def issue(self, subject: str, scopes: list[Scope]) -> tuple[str, int]:

@@ -103,22 +103,15 @@ class Tokens:
         key = sha256(token)
         async with self.database.read() as connection:
             row = (
-                (
-                    await connection.execute(
-                        select(
-                            refresh_tokens,
-                            accounts.c.password_hash,
-                            accounts.c.admin,
-                            accounts.c.created.label("user_created"),
-                            accounts.c.sessions_after,
-                        )  # fmt: skip
-                        .join(accounts, accounts.c.name == refresh_tokens.c.user)
-                        .where(refresh_tokens.c.token_hash == key)
-                    )
+                await connection.execute(
+                    select(
+                        refresh_tokens, accounts.c.password_hash, accounts.c.admin, accounts.c.created.label("user_created"),
+                        accounts.c.sessions_after,
+                    )  # fmt: skip
+                    .join(accounts, accounts.c.name == refresh_tokens.c.user)
+                    .where(refresh_tokens.c.token_hash == key)
                 )
-                .mappings()
-                .first()
-            )
+            ).mappings().first()
             scope: TokenScope | None = None
             if row is not None and row["access_token"] is not None:
                 scope = (await connection.execute(select(access_tokens.c.scope).where(access_tokens.c.id == row["access_token"]))).scalar()
@@ -139,7 +132,9 @@ class Tokens:
         """Mark a web session as signed out (until it would have expired anyway)."""
         async with self.database.write() as connection:
             await connection.execute(delete(ended_sessions).where(ended_sessions.c.expires < time.time()))
-            await connection.execute(self.database.insert(ended_sessions).values(nonce_hash=sha256(nonce), expires=float(expires)).on_conflict_do_nothing())
+            await connection.execute(
+                self.database.insert(ended_sessions).values(nonce_hash=sha256(nonce), expires=float(expires)).on_conflict_do_nothing()
+            )
 
     async def session_ended(self, nonce: str) -> bool:
         async with self.database.read() as connection:

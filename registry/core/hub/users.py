@@ -59,7 +59,9 @@ class Users:
         await self.require(name)
         password_hash = await hash_password(password)
         async with self.database.write() as connection:
-            changed = await connection.execute(update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(password_hash=password_hash))
+            changed = await connection.execute(
+                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(password_hash=password_hash)
+            )
         if changed.rowcount == 0:
             raise NotFound(f"no user {name!r}")
 
@@ -67,7 +69,9 @@ class Users:
         """Sign out everywhere: every web session of the user issued until now ends, and so do
         the refresh tokens clients hold. Passwords and access tokens keep working."""
         async with self.database.write() as connection:
-            changed = await connection.execute(update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(sessions_after=time.time()))
+            changed = await connection.execute(
+                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(sessions_after=time.time())
+            )
             if changed.rowcount == 0:
                 raise NotFound(f"no user {name!r}")
             await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.user == name))

@@ -96,7 +96,10 @@ def _search_index() -> None:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         op.execute("CREATE INDEX ix_repositories_search_text_trgm ON repositories USING gin (search_text gin_trgm_ops)")
         return
-    op.execute("CREATE VIRTUAL TABLE repository_search USING fts5(name, description, content='repositories', content_rowid='rowid', tokenize='trigram')")
+    op.execute(
+        "CREATE VIRTUAL TABLE repository_search USING fts5("
+        "name, description, content='repositories', content_rowid='rowid', tokenize='trigram')"
+    )
     op.execute(
         "CREATE TRIGGER repositories_search_insert AFTER INSERT ON repositories BEGIN "
         "INSERT INTO repository_search(rowid, name, description) VALUES (new.rowid, new.name, new.description); END"
