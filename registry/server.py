@@ -73,8 +73,7 @@ class HandedConnections:
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
             forget(handler, exc)
-            with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
-                self.channel.send(CLOSED)
+            self._tell_closed()
 
         server.connection_lost = connection_lost  # type: ignore[method-assign]
         self.channel.setblocking(False)
@@ -96,16 +95,20 @@ class HandedConnections:
         for fd in fds:
             connection = socket.socket(fileno=fd)
             adopting = self.loop.create_task(self.loop.connect_accepted_socket(server, connection))
-            adopting.add_done_callback(_adopted)
+            adopting.add_done_callback(self._adopted)
+
+    def _adopted(self, adopting: asyncio.Task[Any]) -> None:
+        if not adopting.cancelled() and adopting.exception() is not None:  # e.g. the client reset it already
+            log.debug("a handed-over connection could not be served: %s", adopting.exception())
+            self._tell_closed()  # it never reached connection_lost: counted off here
+
+    def _tell_closed(self) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
+            self.channel.send(CLOSED)
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             self.loop.remove_reader(self.channel.fileno())
-
-
-def _adopted(adopting: asyncio.Task[Any]) -> None:
-    if not adopting.cancelled() and adopting.exception() is not None:  # e.g. the client reset it already
-        log.debug("a handed-over connection could not be served: %s", adopting.exception())
 
 
 async def _serve(settings: Settings, channel: socket.socket | None = None) -> None:
