@@ -310,7 +310,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     pid: int = 0
     log_path: Path | None = None
-    rss_ready_kib: int = 0
+    pss_ready_kib: int = 0
     """RSS once it first answered /v2/: the baseline of the process before any load."""
 
     @property
@@ -355,7 +355,7 @@ class Server:
         else:
             raise RuntimeError(f"{self.name} did not answer /v2/ within {timeout}s:\n{self.log_tail()}")
         self.pid = self._serving_pid()
-        self.rss_ready_kib = proc_kib(self.pid, "VmRSS")
+        self.pss_ready_kib = self.pss_kib(settled=True)
 
     def _serving_pid(self) -> int:
         """The PID that serves: the started process, or its child if it was a wrapper."""
@@ -386,6 +386,22 @@ class Server:
                 continue
             user, system = user + spent[0], system + spent[1]
         return user, system
+
+    def pss_kib(self, settled: bool = False) -> int:
+        """PSS summed over every process of the server; `settled`: once the set of processes
+        has not changed for 0.3 s (every worker started)."""
+        if settled:
+            seen, stable_since, deadline = self.pids(), time.monotonic(), time.monotonic() + 10
+            while time.monotonic() - stable_since < 0.3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                now = self.pids()
+                if now != seen:
+                    seen, stable_since = now, time.monotonic()
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                total += proc_pss_kib(pid)
+        return total
 
     def peak_rss_kib(self) -> int:
         """VmHWM summed over every process of the server (each worker's own peak)."""
@@ -1249,8 +1265,8 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
     for name, server in servers.items():
         results[name]["peak_rss_mib"] = round(server.peak_rss_kib() / 1024, 1)
         results[name]["processes"] = len(server.pids())
-        results[name]["rss_at_end_mib"] = round(proc_kib(server.pid, "VmRSS") / 1024, 1)
-        results[name]["rss_when_ready_mib"] = round(server.rss_ready_kib / 1024, 1)
+        results[name]["pss_at_end_mib"] = round(server.pss_kib() / 1024, 1)
+        results[name]["pss_when_ready_mib"] = round(server.pss_ready_kib / 1024, 1)
         results[name]["pid"] = server.pid
         results[name]["exe"] = process_exe(server.pid)
         results[name]["threads"] = int(proc_status(server.pid)["Threads"])
@@ -1302,7 +1318,7 @@ METRICS = [
            lambda r: r["blob_small"]["peak_pss_mib"]),
     Metric("blob_large_pss_mib", "Server peak memory, one 1 GiB blob pushed then pulled (PSS; quick: 64 MiB; flat if equal to the row above)", "MiB", False,
            lambda r: r["blob_large"]["peak_pss_mib"]),
-    Metric("idle_rss_mib", "Server RSS at start, before any load", "MiB", False, lambda r: r["rss_when_ready_mib"]),
+    Metric("idle_pss_mib", "Server memory at start, before any load (PSS of all its processes)", "MiB", False, lambda r: r["pss_when_ready_mib"]),
     Metric("push_docker_cpu", "Server CPU, docker-pattern push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_docker", "server_cpu_s_per_gib"), 2),
     Metric("push_chunked_cpu", "Server CPU, chunked push", "s/GiB", False, lambda r: median_of(r["rounds"], "push_chunked", "server_cpu_s_per_gib"), 2),
     Metric("pull_cpu", "Server CPU, pull", "s/GiB", False, lambda r: median_of(r["rounds"], "pull", "server_cpu_s_per_gib"), 2),

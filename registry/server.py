@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import logging
+import os
 import signal
 import socket
+import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -19,7 +24,7 @@ from .config import ConfigError, Settings
 from .core.metadata.json_import import UnimportedMetadata
 from .logs import configure_logging
 from .storage import open_storage
-from .workers import CLOSED, Supervisor, bind, worker_count
+from .workers import CHANNEL_VARIABLE, CLOSED, SETTINGS_VARIABLE, STARTUP_FAILURE, Handover, Worker, fork_worker, supervise
 
 log = logging.getLogger("dockyard.registry")
 
@@ -32,15 +37,103 @@ def serve(settings: Settings) -> int:
     if count == 1:
         asyncio.run(_serve(settings))
         return 0
-    if settings.auth.enabled and settings.auth.token_key_file is None:
+    generated_key = settings.auth.enabled and settings.auth.token_key_file is None
+    if generated_key:
         from .core.hub.signing import share_generated_key
 
         share_generated_key()
-    return Supervisor(settings, count, _serve_worker, _prepare).run(bind(settings))
+    listener = bind(settings)
+    # The start-up work every worker would otherwise race to do, once, in a child, so this
+    # process never starts an event loop or a thread before it forks.
+    status = _in_child(lambda: _prepare(settings))
+    if status:
+        listener.close()
+        return status
+    # Every object so far (the imported registry) into the permanent generation: the workers'
+    # collections then never write to the pages they share (a 32-connection storm un-shared
+    # 44 MiB of them across two workers; with this, 4).
+    gc.freeze()
+    workers: list[Worker] = []
+    for _ in range(count):
+        workers.append(fork_worker(lambda channel: _worker(settings, channel), [listener, *(worker.channel for worker in workers)]))
+    return supervise(Handover(listener, workers, count, _replacement_settings(settings, generated_key), settings.http.listen,
+                              settings.log_level, settings.log_format))  # fmt: skip
 
 
-def _serve_worker(settings: Settings, channel: socket.socket) -> None:
-    asyncio.run(_serve(settings, channel))
+def worker_count(settings: Settings) -> int:
+    return settings.http.workers or os.cpu_count() or 1
+
+
+def bind(settings: Settings) -> socket.socket:
+    host, port = settings.http.host, settings.http.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ConfigError(f"cannot listen on {settings.http.listen}: {error.strerror}") from None
+    listener.listen(1024)
+    return listener
+
+
+def _in_child(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child; its exit status (2: a configuration error, said on stderr)."""
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            work()
+        except ConfigError as error:
+            print(f"dockyard-registry: {error}", file=sys.stderr)
+            status = 2
+        except BaseException:
+            log.exception("start-up failed")
+            status = 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _worker(settings: Settings, channel: socket.socket) -> int:
+    """A worker process's life: serve what the supervisor hands over `channel`; the exit status."""
+    try:
+        asyncio.run(_serve(settings, channel))
+    except ConfigError as error:
+        print(f"dockyard-registry worker {os.getpid()}: {error}", file=sys.stderr)
+        return STARTUP_FAILURE
+    return 0
+
+
+def _replacement_settings(settings: Settings, generated_key: bool) -> bytes:
+    """What a replacement worker needs to serve exactly as the first ones: the settings as
+    loaded (file, environment and flags merged) and the token key generated for this run."""
+    key = None
+    if generated_key:
+        from .core.hub.signing import shared_key_pem
+
+        key = shared_key_pem().decode()
+    return json.dumps({"settings": settings.model_dump(mode="json"), "token_key": key}).encode()
+
+
+def serve_replacement() -> NoReturn:
+    """Entry point of a worker that replaces a dead one (started by the supervisor, see
+    `registry.workers`): its channel and settings come as inherited descriptors."""
+    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=int(os.environ.pop(CHANNEL_VARIABLE)))
+    settings_fd = int(os.environ.pop(SETTINGS_VARIABLE))
+    try:  # (pread: the file offset is shared with the supervisor and every other replacement)
+        saved = json.loads(os.pread(settings_fd, os.fstat(settings_fd).st_size, 0))
+    finally:
+        os.close(settings_fd)
+    settings = Settings.model_validate(saved["settings"])
+    if saved["token_key"]:
+        from .core.hub.signing import share_key
+
+        share_key(saved["token_key"].encode())
+    configure_logging(settings.log_level, settings.log_format)
+    sys.exit(_worker(settings, channel))
 
 
 def _prepare(settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """Several worker processes on one port (`http.workers`): the supervisor holds the one
 listening socket and hands each connection to the worker with the fewest, so even a few
-long-lived connections are spread evenly; a killed worker is replaced, SIGTERM drains every
-one of them, and a kill -9 of the supervisor takes the workers with it."""
+long-lived connections are spread evenly; a killed worker is replaced by one serving with the
+same settings, SIGTERM drains every one of them, and a kill -9 of the supervisor takes the
+workers with it. The supervisor runs in a lean image that holds none of the registry."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.oci import location_of
 from tests.test_server import slow_patch
 
 WORKERS = {"DOCKYARD_HTTP__WORKERS": "3"}
+
 
 
 def children(pid: int) -> set[int]:
@@ -145,14 +147,79 @@ async def test_every_worker_accepts_the_tokens_any_worker_signed_without_a_key_f
 
     registry = start_registry(tmp_path / "data", env={**WORKERS, **hub_env()})
     try:
-        wait_for(lambda: len(children(registry.process.pid)) == 3)
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-            for _ in range(12):  # fresh connections: the kernel hands them to different workers
+            tokens = []
+            for _ in range(6):  # fresh connections, spread over the workers
                 async with session.get(f"{registry.url}/token", params={"service": "dockyard"}, headers=basic(*HUB_ADMIN)) as response:
-                    token = (await response.json())["token"]
-                for _ in range(3):
-                    async with session.get(f"{registry.url}/v2/", headers={"Authorization": f"Bearer {token}"}) as checked:
-                        assert checked.status == 200, "a token signed by one worker is good on all of them"
+                    tokens.append((await response.json())["token"])
+
+            async def all_good() -> None:
+                for token in tokens:
+                    for _ in range(3):
+                        async with session.get(f"{registry.url}/v2/", headers={"Authorization": f"Bearer {token}"}) as checked:
+                            assert checked.status == 200, "a token signed by one worker is good on all of them"
+
+            await all_good()
+            for victim in sorted(workers)[:2]:  # two replacements: each must know the run's key
+                os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and len(found - workers) == 2)
+            await wait_ready(registry.url)
+            await all_good()
+    finally:
+        stop_process(registry.process)
+
+
+async def wait_ready(url: str) -> None:
+    """Until every worker serves (a replacement imports the registry before it answers)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+                for _ in range(10):
+                    async with session.get(f"{url}/healthz") as response:
+                        assert response.status == 200
+            return
+        except (AssertionError, aiohttp.ClientError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_a_replacement_worker_serves_with_the_settings_the_registry_started_with(tmp_path: Path):
+    """Not with what the configuration file says by the time a worker dies: one registry, one
+    configuration, whichever worker answers."""
+    config = tmp_path / "registry.yaml"
+    config.write_text("http:\n  public_url: https://first.example\n")
+    registry = start_registry(tmp_path / "data", env=WORKERS, extra_args=["--config", str(config)])
+    try:
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
+        config.write_text("http:\n  public_url: https://edited.example\n")
+        for victim in workers:
+            os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and not found & workers)
+        await wait_ready(registry.url)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            for _ in range(6):
+                async with session.post(f"{registry.url}/v2/acme/app/blobs/uploads/") as response:
+                    assert response.status == 202
+                    assert response.headers["Location"].startswith("https://first.example/v2/acme/app/blobs/uploads/")
+    finally:
+        stop_process(registry.process)
+
+
+def test_the_supervisor_holds_none_of_the_registry(tmp_path: Path):
+    """After forking the workers the supervisor replaces its image with one that imports no
+    more than it needs: none of aiohttp's, pydantic's or SQLite's compiled modules is mapped."""
+    registry = start_registry(tmp_path / "data", env=WORKERS)
+    try:
+        workers = wait_for(lambda: (found := children(registry.process.pid)) and len(found) == 3 and found)
+        heavy = ("_pydantic_core", "_http_parser", "_sqlite3")
+        wait_for(lambda: all(library in Path(f"/proc/{min(workers)}/maps").read_text() for library in heavy))  # the workers have them
+        supervisor_maps = wait_for(lambda: "python" in (maps := Path(f"/proc/{registry.process.pid}/maps").read_text()) and
+                                   "_pydantic_core" not in maps and maps)  # fmt: skip
+        assert not any(library in supervisor_maps for library in heavy)
+        assert registry.process.pid == int(Path(f"/proc/{min(workers)}/stat").read_text().split()[3]), "the same process, a new image"
     finally:
         stop_process(registry.process)
 

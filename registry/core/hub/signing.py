@@ -31,6 +31,19 @@ def share_generated_key() -> None:
     _run_key = ec.generate_private_key(ec.SECP256R1())
 
 
+def shared_key_pem() -> bytes:
+    """The key `share_generated_key` made, for a worker started later (`share_key`)."""
+    assert _run_key is not None
+    return _run_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def share_key(pem: bytes) -> None:
+    global _run_key
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    _run_key = key
+
+
 class TokenSigner:
     def __init__(self, private_key: Any, *, issuer: str, service: str, ttl: int) -> None:
         self.issuer = issuer
