@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -183,12 +183,15 @@ class StorageBackend(ABC):
 
     # -- appendable objects (chunked uploads) -------------------------------------------------
     @abstractmethod
-    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None) -> int:
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None,
+                     observe: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
         """Append the streamed bytes to the appendable object at `path` (created when missing).
 
         All or nothing: when the stream raises, the object keeps its previous size and the
         exception propagates. Returns the new total size. With `at`, raises AppendConflict
         (and appends nothing) unless the object has exactly `at` bytes when the append begins.
+        `observe` (a running digest's update) sees every chunk, in order, off the event loop:
+        where the backend writes from a thread, in the same call, so it costs no extra hop.
         """
 
     @abstractmethod
@@ -225,3 +228,18 @@ class StorageBackend(ABC):
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+OBSERVE_IN_THREAD = 64 * 1024
+"""Chunks at least this big are observed in a worker thread (hashlib releases the GIL on large
+inputs), smaller ones on the event loop, where the hop would cost more than the work."""
+
+
+async def observed(chunks: AsyncIterable[bytes], observe: Callable[[bytes], None]) -> AsyncIterator[bytes]:
+    """Pass chunks through, calling `observe` on each first, off the event loop when large."""
+    async for chunk in chunks:
+        if len(chunk) >= OBSERVE_IN_THREAD:
+            await asyncio.to_thread(observe, chunk)
+        else:
+            observe(chunk)
+        yield chunk

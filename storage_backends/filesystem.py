@@ -77,10 +77,10 @@ def _in_directory(directory: Path, create: Callable[[], T], source: Path | None 
     return create()
 
 
-async def _write_chunk(fd: int, data: bytes) -> None:
-    """Write in a worker thread; if cancelled, wait for the thread before returning, so the
-    caller never closes `fd` while a write to it is still running."""
-    future = asyncio.get_running_loop().run_in_executor(None, _write_all, fd, data)
+async def _write_chunk(fd: int, data: bytes, observe: Callable[[bytes], None] | None = None) -> None:
+    """Write (after `observe` saw it) in a worker thread; if cancelled, wait for the thread
+    before returning, so the caller never closes `fd` while a write to it is still running."""
+    future = asyncio.get_running_loop().run_in_executor(None, _observe_and_write, fd, data, observe)
     try:
         await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -104,6 +104,12 @@ def _regular_file_info(full: Path) -> ObjectInfo | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return ObjectInfo(size=result.st_size, modified=result.st_mtime) if stat.S_ISREG(result.st_mode) else None
+
+
+def _observe_and_write(fd: int, data: bytes, observe: Callable[[bytes], None] | None) -> None:
+    if observe is not None:
+        observe(data)
+    _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -318,11 +324,12 @@ class FilesystemBackend(StorageBackend):
             os.fsync(handle.fileno())
         os.replace(temporary, record)
 
-    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None) -> int:
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None,
+                     observe: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
         with _space_for(path):
-            return await self._append(path, chunks, at)
+            return await self._append(path, chunks, at, observe)
 
-    async def _append(self, path: str, chunks: AsyncIterable[bytes], at: int | None) -> int:
+    async def _append(self, path: str, chunks: AsyncIterable[bytes], at: int | None, observe: Callable[[bytes], None] | None) -> int:
         fd, start = await asyncio.to_thread(self._open_appendable, path, at)
         try:  # closing the descriptor releases the lock
             os.ftruncate(fd, start)
@@ -331,7 +338,7 @@ class FilesystemBackend(StorageBackend):
             try:
                 async for chunk in chunks:
                     if chunk:
-                        await _write_chunk(fd, chunk)
+                        await _write_chunk(fd, chunk, observe)
                         size += len(chunk)
                 await asyncio.to_thread(self._sync_and_record, fd, path, size)
             except BaseException:

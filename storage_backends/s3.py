@@ -98,7 +98,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import AppendConflict, InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageError, check_path
+from .base import AppendConflict, InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageError, check_path, observed
 
 T = TypeVar("T")
 
@@ -495,12 +495,13 @@ class S3Backend(StorageBackend):
         pieces = await asyncio.gather(*(self._get_bytes(base + piece["name"], path) for piece in state.tail))
         return b"".join(pieces)
 
-    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None) -> int:
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int | None = None,
+                     observe: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
         base = self._append_dir(path)
         state = await self._load_state(base, path)
         if at is not None and state.size != at:
             raise AppendConflict(path, state.size)
-        stream = aiter(chunks)
+        stream = aiter(observed(chunks, observe) if observe is not None else chunks)
         head = bytearray()
         needed = MIN_PART_SIZE - state.tail_size
         ended = False

@@ -474,6 +474,30 @@ async def test_cancelled_writes_change_nothing(backend: StorageBackend) -> None:
     assert await backend.list("cancel") == ["blob"]
 
 
+async def test_append_shows_each_chunk_to_its_observer_in_order_off_the_event_loop(backend: StorageBackend) -> None:
+    """What the uploads' running digest relies on: every appended byte, in order, once; and a
+    failing observer fails the append, which then appends nothing."""
+    loop_thread = threading.get_ident()
+    seen, threads = hashlib.sha256(), set()
+
+    def observe(chunk: bytes) -> None:
+        seen.update(chunk)
+        threads.add(threading.get_ident())
+
+    data = payload(2 * MIN_PART_SIZE + MiB, seed=31)
+    assert await backend.append("obs/data", stream(data, MiB), observe=observe) == len(data)
+    assert seen.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert loop_thread not in threads, "1 MiB chunks are observed in a worker thread"
+
+    def refuse(chunk: bytes) -> None:
+        raise Boom()
+
+    with pytest.raises(Boom):
+        await backend.append("obs/data", stream(b"more" * 100_000, MiB), observe=refuse)
+    assert await backend.append_size("obs/data") == len(data)
+    assert await collect(backend.read_appended("obs/data")) == data
+
+
 async def test_append_after_a_failed_first_append(backend: StorageBackend) -> None:
     with pytest.raises(Boom):
         await backend.append("up/3/data", failing(b"abc"))

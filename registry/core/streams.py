@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from storage_backends.base import observed
+
 BUFFER_SIZE = 1024 * 1024
-# Below this, hashing inline is cheaper than a hop to a worker thread.
-THREAD_HASH_THRESHOLD = 64 * 1024
 
 
 async def rebuffer(source: AsyncIterable[bytes], size: int = BUFFER_SIZE) -> AsyncIterator[bytes]:
@@ -25,18 +24,13 @@ async def rebuffer(source: AsyncIterable[bytes], size: int = BUFFER_SIZE) -> Asy
         yield b"".join(pending)
 
 
-async def hashing(source: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:
+def hashing(source: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:
     """Pass chunks through, feeding each to `hasher` off the event loop.
 
     hashlib releases the GIL on large inputs, so hashing in a thread keeps the loop serving
     other requests while a big layer streams in.
     """
-    async for chunk in source:
-        if len(chunk) >= THREAD_HASH_THRESHOLD:
-            await asyncio.to_thread(hasher.update, chunk)
-        else:
-            hasher.update(chunk)
-        yield chunk
+    return observed(source, hasher.update)
 
 
 class LengthMismatch(Exception):

@@ -109,11 +109,10 @@ class Uploads:
 
     async def _append(self, status: UploadStatus, body: AsyncIterable[bytes], length: int | None, *, save_hash: bool = True) -> int:
         hasher = await self._hasher_at(status)
-        stream: AsyncIterable[bytes] = exactly(body, length)
-        if hasher is not None:
-            stream = hashing(stream, hasher)
+        stream = exactly(body, length)
         try:
-            size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream, at=status.size)
+            size = await self.storage.append(layout.upload_data(status.name, status.upload_id), stream, at=status.size,
+                                             observe=hasher.update if hasher is not None else None)  # fmt: skip
         except LengthMismatch as error:
             raise SizeInvalid(
                 f"chunk length does not match its Content-Range/Content-Length: {error}", upload=status
