@@ -28,7 +28,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from .base import AppendConflict, InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageFull, check_path
+from .base import AppendConflict, InvalidRange, ObjectInfo, ObjectNotFound, StorageBackend, StorageFull, batched, check_path, observe_all
 
 READ_CHUNK = 1024 * 1024
 DIRECTORY_RACE_RETRIES = 50
@@ -77,10 +77,11 @@ def _in_directory(directory: Path, create: Callable[[], T], source: Path | None 
     return create()
 
 
-async def _write_chunk(fd: int, data: bytes, observe: Callable[[bytes], None] | None = None) -> None:
-    """Write (after `observe` saw it) in a worker thread; if cancelled, wait for the thread
-    before returning, so the caller never closes `fd` while a write to it is still running."""
-    future = asyncio.get_running_loop().run_in_executor(None, _observe_and_write, fd, data, observe)
+async def _write_batch(fd: int, pieces: list[bytes], observe: Callable[[bytes], None] | None = None) -> None:
+    """Write the pieces (after `observe` saw each) in a worker thread; if cancelled, wait for
+    the thread before returning, so the caller never closes `fd` while a write to it is still
+    running."""
+    future = asyncio.get_running_loop().run_in_executor(None, _observe_and_write, fd, pieces, observe)
     try:
         await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -106,17 +107,22 @@ def _regular_file_info(full: Path) -> ObjectInfo | None:
     return ObjectInfo(size=result.st_size, modified=result.st_mtime) if stat.S_ISREG(result.st_mode) else None
 
 
-def _observe_and_write(fd: int, data: bytes, observe: Callable[[bytes], None] | None) -> None:
+def _observe_and_write(fd: int, pieces: list[bytes], observe: Callable[[bytes], None] | None) -> None:
     if observe is not None:
-        observe(data)
-    _write_all(fd, data)
+        observe_all(observe, pieces)
+    _write_all(fd, pieces)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    """All of `pieces`, in order, with as few writev calls as the kernel allows."""
+    views = [memoryview(piece) for piece in pieces if piece]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            del views[0]
+        if written:
+            views[0] = views[0][written:]
 
 
 class FilesystemBackend(StorageBackend):
@@ -146,10 +152,9 @@ class FilesystemBackend(StorageBackend):
         fd = await asyncio.to_thread(_in_directory, target.parent, lambda: os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         size = 0
         try:
-            async for chunk in chunks:
-                if chunk:
-                    await _write_chunk(fd, chunk)
-                    size += len(chunk)
+            async for batch in batched(chunks):
+                await _write_batch(fd, batch)
+                size += sum(map(len, batch))
             await asyncio.to_thread(os.fsync, fd)
         except BaseException:
             os.close(fd)
@@ -207,7 +212,7 @@ class FilesystemBackend(StorageBackend):
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
         fd = _in_directory(target.parent, lambda: os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         try:
-            _write_all(fd, data)
+            _write_all(fd, [data])
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -336,10 +341,9 @@ class FilesystemBackend(StorageBackend):
             os.lseek(fd, start, os.SEEK_SET)
             size = start
             try:
-                async for chunk in chunks:
-                    if chunk:
-                        await _write_chunk(fd, chunk, observe)
-                        size += len(chunk)
+                async for batch in batched(chunks):
+                    await _write_batch(fd, batch, observe)
+                    size += sum(map(len, batch))
                 await asyncio.to_thread(self._sync_and_record, fd, path, size)
             except BaseException:
                 os.ftruncate(fd, start)

@@ -368,6 +368,18 @@ def test_slow_clients_are_cut_off_and_uploads_per_client_capped(tmp_path: Path) 
             assert reply.startswith("HTTP/1.1 400") and "BLOB_UPLOAD_INVALID" in reply and "sent nothing for 1 s" in reply
         with urllib.request.urlopen(registry.url + path, timeout=5) as status:
             assert status.status == 204 and status.headers["Range"] == "0-0"  # nothing of the stalled chunk kept
+        # the limit is on each silence, not on the whole body: one trickling in for longer is kept
+        with socket.create_connection(address) as trickle:
+            trickle.sendall(f"PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                            f"Content-Length: 40\r\n\r\n".encode())  # fmt: skip
+            for _ in range(4):
+                time.sleep(0.5)
+                trickle.sendall(b"t" * 10)
+            trickle.settimeout(10)
+            reply = trickle.recv(65536).decode()
+            assert reply.startswith("HTTP/1.1 202"), reply
+        with urllib.request.urlopen(registry.url + path, timeout=5) as status:
+            assert status.headers["Range"] == "0-39"
         with urllib.request.urlopen(registry.url + "/v2/", timeout=5) as normal:
             assert normal.status == 200  # normal clients are unaffected
         # a third upload streaming at once from one address is refused until one ends

@@ -234,3 +234,54 @@ async def test_a_push_emits_one_event_per_tag_and_a_delete_one_more(tmp_path):
     with pytest.raises(errors.ManifestUnknown):
         await manifests.delete("acme/app", Reference(tag="v1"), actor=actor)
     assert len(heard) == 3, "a failed delete tells nobody"
+
+
+async def test_a_stream_is_batched_by_size_without_copying_a_byte():
+    from storage_backends.base import MAX_BATCH_PIECES, batched
+
+    async def pieces(sizes: list[int]):
+        for index, size in enumerate(sizes):
+            yield bytes([index % 256]) * size
+
+    sizes = [300, 0, 500, 250, 10, 0, 990, 5]
+    got = [batch async for batch in batched(pieces(sizes), size=1000)]
+    assert [[len(piece) for piece in batch] for batch in got] == [[300, 500, 250], [10, 990], [5]]
+    source = [bytes([n]) * 3 for n in range(5)]
+
+    async def same():
+        for piece in source:
+            yield piece
+
+    assert [piece for batch in [b async for b in batched(same(), size=6)] for piece in batch] == source
+    assert all(a is b for a, b in zip([p for batch in [b async for b in batched(same(), size=6)] for p in batch], source))
+    many = [len(batch) async for batch in batched(pieces([1] * (MAX_BATCH_PIECES + 3)), size=1 << 30)]
+    assert many == [MAX_BATCH_PIECES, 3]  # writev takes a bounded number of pieces
+
+
+def test_pieces_are_written_whole_and_in_order_when_writev_writes_less(tmp_path, monkeypatch):
+    """A short write (a full disk's first symptom, a signal) cannot be caused at will: writev is
+    made to take at most 7 bytes per call."""
+    import os
+
+    from storage_backends import filesystem
+
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):
+        budget, taken = 7, []
+        for buffer in buffers:
+            if budget == 0:
+                break
+            taken.append(memoryview(buffer)[:budget])
+            budget -= len(taken[-1])
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(filesystem.os, "writev", short_writev)
+    pieces = [b"alpha", b"", b"beta-gamma", b"d", b"epsilon" * 3]
+    target = tmp_path / "out"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT)
+    try:
+        filesystem._write_all(fd, pieces)
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"".join(pieces)

@@ -16,7 +16,6 @@ from ocispec.digest import Digest, InvalidDigest
 from ocispec.names import InvalidName, validate_repository
 
 from ..core.errors import BlobUploadInvalid, DigestInvalid, NameInvalid
-from ..core.streams import rebuffer
 from .context import services
 from .v2.errors import PaginationNumberInvalid, TooManyRequests, error_response
 
@@ -163,20 +162,30 @@ async def form_of(request: web.Request) -> Any:
 
 
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as ~1 MiB chunks, streamed, never buffered whole; a body that sends
-    nothing for `http.body_idle_timeout` seconds is abandoned (BlobUploadInvalid)."""
-    return rebuffer(_reads(request, services(request).settings.http.body_idle_timeout))
+    """The request body, streamed as the parser delivers it (never buffered whole, never
+    joined: the storage backend gathers the pieces, see `storage_backends.base.batched`); a
+    body that sends nothing for `http.body_idle_timeout` seconds is abandoned
+    (BlobUploadInvalid)."""
+    return _reads(request, services(request).settings.http.body_idle_timeout)
 
 
 async def _reads(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    while True:
-        try:
-            chunk = await asyncio.wait_for(request.content.readany(), idle_timeout)
-        except asyncio.TimeoutError:
-            raise BlobUploadInvalid(f"the request body sent nothing for {idle_timeout:g} s; abandoned") from None
-        if not chunk:
-            return
-        yield chunk
+    # readchunk, not readany: readany joins everything buffered into one new bytes object.
+    # One deadline, moved for each read, instead of a wait_for (a new task) per read; off
+    # while the consumer has the piece, so it only ever interrupts the wait for the client.
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:
+            while True:
+                deadline.reschedule(loop.time() + idle_timeout)
+                chunk, end_of_http_chunk = await request.content.readchunk()
+                deadline.reschedule(None)
+                if chunk:
+                    yield chunk
+                elif not end_of_http_chunk:
+                    return
+    except TimeoutError:
+        raise BlobUploadInvalid(f"the request body sent nothing for {idle_timeout:g} s; abandoned") from None
 
 
 class UploadSlots:

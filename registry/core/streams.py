@@ -7,22 +7,6 @@ from typing import Any
 
 from storage_backends.base import observed
 
-BUFFER_SIZE = 1024 * 1024
-
-
-async def rebuffer(source: AsyncIterable[bytes], size: int = BUFFER_SIZE) -> AsyncIterator[bytes]:
-    """Regroup a stream of small network reads into chunks of about `size` bytes (one copy)."""
-    pending: list[bytes] = []
-    pending_size = 0
-    async for chunk in source:
-        pending.append(chunk)
-        pending_size += len(chunk)
-        if pending_size >= size:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
-            pending, pending_size = [], 0
-    if pending:
-        yield b"".join(pending)
-
 
 def hashing(source: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:
     """Pass chunks through, feeding each to `hasher` off the event loop.
