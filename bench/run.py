@@ -1099,6 +1099,14 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
     repo = "bench/image"
     results: dict[str, dict[str, Any]] = {name: {"rounds": []} for name in servers}
 
+    @contextlib.contextmanager
+    def phase(server: Server, label: str) -> Iterator[None]:
+        """A measured phase: profiled (when asked), and the PSS it leaves behind noted, which
+        shows the phase that sets the peak (a Python heap does not shrink back)."""
+        with profiler.phase(server, label):
+            yield
+        results[server.name].setdefault("pss_after_mib", {})[label] = round(server.pss_kib() / 1024, 1)
+
     # Fresh content for every (round, pattern): a second push of the same digest would take
     # the registry's already-stored shortcut and measure nothing.
     log(f"generating {options.rounds} round(s) x 2 patterns x {options.layers} layers, ~{options.size_mb:g} MiB per pattern")
@@ -1116,7 +1124,7 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
         # Alternate who goes first, so neither always runs on the warmer page cache.
         order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
         for name in order:
-            with profiler.phase(servers[name], f"throughput-round{round_index + 1}"):
+            with phase(servers[name], f"throughput-round{round_index + 1}"):
                 figures = await throughput_round(servers[name], content, layers_docker, layers_chunked, options, repo)
             results[name]["rounds"].append(figures)
             log(
@@ -1161,7 +1169,7 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
 
     head_warmup = min(options.concurrency * 4, options.head_requests)
     blob = manifest_layers[0]
-    for phase, make_check in (
+    for kind, make_check in (
         (
             "manifest_head",
             lambda server, name: head_check(
@@ -1171,12 +1179,12 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
         ("blob_head", lambda server, name: head_check(f"{server.url}/v2/{repo}/blobs/{blob.digest}", blob.digest, blob.size)),
     ):
         for name, server in servers.items():
-            with profiler.phase(server, phase):
+            with phase(server, kind):
                 outcome = await load(server, options.concurrency, options.head_requests, options.head_seconds, make_check(server, name), head_warmup)
-            results[name][phase] = outcome.summary()
+            results[name][kind] = outcome.summary()
             log(
-                f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
-                f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req, client {results[name][phase]['client_cpu_busy']:.0%} busy"
+                f"{kind:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][kind]['latency_ms']['p99']:.1f} ms, "
+                f"server {results[name][kind]['server_cpu_us_per_request']} us CPU/req, client {results[name][kind]['client_cpu_busy']:.0%} busy"
             )
 
     for name, server in servers.items():
@@ -1185,7 +1193,7 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
         async def small(session: aiohttp.ClientSession) -> None:
             await push_bytes(session, server.url, small_repo, os.urandom(4096))
 
-        with profiler.phase(server, "small_push"):
+        with phase(server, "small_push"):
             outcome = await load(server, options.small_concurrency, options.small_blobs, options.small_seconds, small, options.small_concurrency)
         results[name]["small_push"] = outcome.summary()
         log(
@@ -1214,24 +1222,24 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
             async with session.put(f"{server.url}/v2/{target}/manifests/latest", data=manifest_body, headers={"Content-Type": OCI_MANIFEST}) as response:
                 expect(response, 201, "manifest PUT into a new repository")
 
-        with profiler.phase(server, "dedup_push"):
+        with phase(server, "dedup_push"):
             outcome = await load(server, options.push_concurrency, options.small_blobs, options.small_seconds, dedup, options.push_concurrency)
         results[name]["dedup_push"] = outcome.summary()
         log(f"dedup push    {name:9}: {outcome.rate:8.0f} images/s, server {results[name]['dedup_push']['server_cpu_us_per_request']} us CPU/image")
 
     # Listings and a storm of small requests, as a CI fleet makes them.
     del image
-    for phase, make_operation in (
+    for kind, make_operation in (
         ("tags_list", lambda server: get_check(f"{server.url}/v2/{repo}/tags/list")),
         ("catalog", lambda server: get_check(f"{server.url}/v2/_catalog?n=100")),
         ("storm", lambda server: storm(server.url, repo, results[server.name]["manifest"]["digest"], blob.digest)),
     ):
         for name, server in servers.items():
-            with profiler.phase(server, phase):
+            with phase(server, kind):
                 outcome = await load(server, options.concurrency, options.head_requests, options.head_seconds, make_operation(server), head_warmup)
-            results[name][phase] = outcome.summary()
-            log(f"{phase:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][phase]['latency_ms']['p99']:.1f} ms, "
-                f"server {results[name][phase]['server_cpu_us_per_request']} us CPU/req")
+            results[name][kind] = outcome.summary()
+            log(f"{kind:13} {name:9}: {outcome.rate:8.0f} req/s, p99 {results[name][kind]['latency_ms']['p99']:.1f} ms, "
+                f"server {results[name][kind]['server_cpu_us_per_request']} us CPU/req")
 
     # Memory must not grow with blob size: one small and one large blob, pushed and pulled one
     # at a time, each under its own sampler.
@@ -1246,6 +1254,9 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
             results[name][label] = {"size_mib": size_mb, "peak_pss_mib": round(sampler.peak_kib[name] / 1024, 1)}
         log(f"{label:13}: {size_mb:g} MiB pushed and pulled, peak PSS dockyard {results['dockyard'][label]['peak_pss_mib']} MiB, "
             f"reference {results['reference'][label]['peak_pss_mib']} MiB")  # fmt: skip
+    for name in servers:
+        trail = ", ".join(f"{label} {mib:g}" for label, mib in results[name].get("pss_after_mib", {}).items())
+        log(f"memory (PSS MiB) after each phase, {name}: {trail}")
 
     # CPU that neither this script nor the two servers used: other work on the machine, which
     # makes the figures noisy (the profiler, if on, counts here too).
