@@ -174,10 +174,10 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     if settings.storage.backend == "s3" and not settings.metadata.url:
         raise ConfigError("storage.backend s3 needs metadata.url: postgresql://... shared by the replicas (or sqlite:///path for one instance)")
     if settings.metadata.url:
-        from .core.metadata import MetadataUrlError, engine_url
+        from .core.metadata import MetadataUrlError, parse_url
 
         try:
-            engine_url(settings.metadata.url)
+            parse_url(settings.metadata.url)
         except MetadataUrlError as error:
             raise ConfigError(str(error)) from None
     auth = settings.auth

@@ -127,7 +127,7 @@ def fork_worker(serve: Callable[[socket.socket], int], inherited: list[socket.so
     return Worker(pid, time.monotonic(), ours)
 
 
-def _python(call: str, *, site: bool = True) -> list[str]:
+def python_command(call: str, *, site: bool = True) -> list[str]:
     """The command line of this interpreter (with its -X/-O/... flags) running `call`;
     without `site`, with -S (no site-packages and no .pth hooks: 1 MiB less for a process that
     needs only the standard library and this tree)."""
@@ -136,7 +136,7 @@ def _python(call: str, *, site: bool = True) -> list[str]:
     return [sys.executable, *subprocess._args_from_interpreter_flags(), *([] if site else ["-S"]), "-c", call]  # type: ignore[attr-defined]
 
 
-def _environment(**extra: str) -> dict[str, str]:
+def module_environment(**extra: str) -> dict[str, str]:
     """This process's environment, with the directory `registry` was imported from first on
     the module path so a new image finds the same code."""
     tree = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -198,7 +198,7 @@ class Supervisor:
         supervisor = os.getpid()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = self.replacement
-        environment = _environment(**{CHANNEL_VARIABLE: str(theirs.fileno()), SETTINGS_VARIABLE: str(self.settings_fd)})
+        environment = module_environment(**{CHANNEL_VARIABLE: str(theirs.fileno()), SETTINGS_VARIABLE: str(self.settings_fd)})
         pid = os.fork()
         if pid == 0:  # every other descriptor of the supervisor is close-on-exec
             try:
@@ -328,22 +328,22 @@ def supervise(handover: Handover) -> int:
         "count": handover.count,
         "listen": handover.listen,
         "log": [handover.log_level, handover.log_format],
-        "replacement": _python(REPLACEMENT),
+        "replacement": python_command(REPLACEMENT),
         "workers": [[worker.pid, worker.started, worker.channel.fileno()] for worker in handover.workers],
     }
-    command = _python("from registry.workers import resume; resume()", site=False)
+    command = python_command("from registry.workers import resume; resume()", site=False)
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     try:
         for fd in descriptors:
             os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(command[0], command, _environment(**{STATE_VARIABLE: json.dumps(state)}))
+        os.execve(command[0], command, module_environment(**{STATE_VARIABLE: json.dumps(state)}))
     except OSError as error:
         log.warning("cannot replace the supervisor's image (%s); it keeps the registry's", error)
         for fd in descriptors:
             os.set_inheritable(fd, False)
-    return Supervisor(handover.listener, handover.workers, handover.count, settings_fd, handover.listen, _python(REPLACEMENT)).run()
+    return Supervisor(handover.listener, handover.workers, handover.count, settings_fd, handover.listen, python_command(REPLACEMENT)).run()
 
 
 def resume() -> NoReturn:

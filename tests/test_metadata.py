@@ -11,14 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from registry.api.context import SERVICES
 from registry.config import ConfigError, load_settings
 from registry.core.hub import Hub
-from registry.core.metadata import Database, newest_version
-from registry.core.metadata.database import SCHEMA_VERSION
+from registry.core.metadata import Database
+from registry.core.metadata.database import SCHEMA_VERSION, STRUCTURE
+from registry.core.metadata.migrate import newest_version, open_engine, sqlite_structure
 from registry.core.metadata.schema import metadata
+from registry.storage import METADATA_FILE
 from tests.hub import bearer, create_user, hub_client
 from tests.oci import push_image, random_image
 
@@ -34,12 +36,12 @@ async def test_migrating_from_the_previous_schema_keeps_the_data_and_its_search(
         await database.upgrade_to("0001")
         assert await database.version() == "0001"
         async with database.write() as connection:
-            await connection.execute(text("INSERT INTO accounts (name, kind, password_hash, admin, created) VALUES ('alice', 'user', 'x', false, 1)"))
-            await connection.execute(text("INSERT INTO repositories (name, namespace, short_name, visibility, description, created) "
-                                          "VALUES ('alice/redis-tools', 'alice', 'redis-tools', 'public', 'Helpers', 1)"))  # fmt: skip
-            await connection.execute(text("INSERT INTO stars (repository, \"user\", created) VALUES ('alice/redis-tools', 'alice', 1)"))
-            await connection.execute(text("UPDATE repositories SET star_count = 1"))
-            await connection.execute(text("INSERT INTO access_tokens (id, \"user\", name, secret_hash, created) VALUES ('t1', 'alice', 'laptop', 'x', 1)"))
+            await connection.execute("INSERT INTO accounts (name, kind, password_hash, admin, created) VALUES ('alice', 'user', 'x', false, 1)")
+            await connection.execute("INSERT INTO repositories (name, namespace, short_name, visibility, description, created) "
+                                     "VALUES ('alice/redis-tools', 'alice', 'redis-tools', 'public', 'Helpers', 1)")  # fmt: skip
+            await connection.execute("INSERT INTO stars (repository, \"user\", created) VALUES ('alice/redis-tools', 'alice', 1)")
+            await connection.execute("UPDATE repositories SET star_count = 1")
+            await connection.execute("INSERT INTO access_tokens (id, \"user\", name, secret_hash, created) VALUES ('t1', 'alice', 'laptop', 'x', 1)")
 
         await database.migrate()
         assert await database.version() == newest_version() == SCHEMA_VERSION, "SCHEMA_VERSION names Alembic's head"
@@ -65,9 +67,102 @@ async def test_the_tables_the_code_queries_are_the_tables_the_migrations_build(d
         inspector = inspect(sync_connection)
         return {table: {column["name"] for column in inspector.get_columns(table)} for table in metadata.tables}
 
-    async with database.read() as connection:
-        built = await connection.run_sync(columns)
+    engine = open_engine(database.url)
+    try:
+        async with engine.connect() as connection:
+            built = await connection.run_sync(columns)
+    finally:
+        await engine.dispose()
     assert built == {name: {column.name for column in table.columns} for name, table in metadata.tables.items()}
+
+
+def test_the_sqlite_structure_file_is_what_the_migrations_build():
+    dumped = subprocess.run([sys.executable, "-m", "registry.core.metadata.migrate", "--dump-sqlite"], capture_output=True, text=True, check=True)
+    assert dumped.stdout == STRUCTURE.read_text(), f"{STRUCTURE.name} is out of date: regenerate it as its first lines say"
+
+
+async def test_an_empty_sqlite_database_gets_the_newest_schema_without_alembic(tmp_path, monkeypatch):
+    """The structure file builds exactly what the migrations build, and nothing starts Alembic."""
+
+    async def no_alembic(self: Database, revision: str) -> None:
+        raise AssertionError(f"Alembic started for {revision}")
+
+    monkeypatch.setattr(Database, "_alembic", no_alembic)
+    path = tmp_path / "fresh.sqlite3"
+    database = Database(f"sqlite:///{path}")
+    try:
+        await asyncio.gather(database.migrate(), database.migrate())
+        assert await database.version() == SCHEMA_VERSION
+        await Hub.over(database).users.create("alice", "pw-123456")
+    finally:
+        await database.close()
+    assert sqlite_structure(str(path)) == STRUCTURE.read_text()
+
+
+SERVING_IMPORTS = """
+import asyncio, sys
+from aiohttp.test_utils import TestClient, TestServer
+from registry.api.app import create_app
+from storage_backends.filesystem import FilesystemBackend
+from tests.hub import basic, bearer, create_user, hub_settings
+from tests.oci import push_image, random_image
+
+async def main():
+    client = TestClient(TestServer(create_app(FilesystemBackend(sys.argv[1]), hub_settings())))
+    await client.start_server()
+    try:
+        alice = await create_user(client, "alice")
+        client.session.headers.update(await bearer(client, alice, "repository:alice/app:pull,push"))
+        await push_image(client, "alice/app", random_image(), "v1")
+        assert (await client.get("/v2/alice/app/manifests/v1")).status == 200
+        client.session.headers.pop("Authorization")
+        found = await client.get("/v1/search", params={"q": "app"}, headers=basic(*alice))
+        assert [entry["name"] for entry in (await found.json())["results"]] == ["alice/app"]
+    finally:
+        await client.close()
+    print(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "aiosqlite"}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("start", ["empty", "older schema"])
+def test_a_serving_process_imports_neither_sqlalchemy_nor_alembic(tmp_path, start):
+    """SQLAlchemy and Alembic are a fifth of a worker's memory: a registry that starts on an
+    empty database, or on one that must be migrated (Alembic runs in a child process), and
+    then serves the Hub and a push, has imported neither."""
+    root = tmp_path / "store"
+    if start == "older schema":
+        older = Database(f"sqlite:///{root / METADATA_FILE}")
+        asyncio.run(older.upgrade_to("0002"))
+        asyncio.run(older.close())
+    served = subprocess.run([sys.executable, "-c", SERVING_IMPORTS, str(root)], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.strip().splitlines()[-1] == "[]"
+    database = Database(f"sqlite:///{root / METADATA_FILE}")
+    try:
+        assert asyncio.run(database.version()) == SCHEMA_VERSION
+    finally:
+        asyncio.run(database.close())
+
+
+async def test_connections_the_database_server_closed_are_replaced(postgres_server, postgres_url):
+    """After PostgreSQL closes every connection of the pool (a restart, an administrator), the
+    next use of the database works: the pool opens new connections for the closed ones."""
+    database = Database(postgres_url)
+    try:
+        await database.migrate()
+        hub = Hub.over(database)
+        await hub.users.create("alice", "pw-123456")
+        await asyncio.gather(*(hub.users.get("alice") for _ in range(5)))  # several pooled connections
+        name = postgres_url.rsplit("/", 1)[1]
+        terminated = postgres_server.admin(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}'")
+        assert int(terminated) >= 1
+        await asyncio.sleep(0.3)  # the closes reach the event loop (a restart takes longer than this)
+        found = await asyncio.gather(*(hub.users.get("alice") for _ in range(5)))
+        assert [user.name if user else None for user in found] == ["alice"] * 5
+    finally:
+        await database.close()
 
 
 async def test_replicas_starting_together_migrate_once(empty_database_url, tmp_path):

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
-from sqlalchemy import event
 
 from ocispec import mediatypes
 from registry.api.app import create_app
@@ -435,7 +434,7 @@ async def test_which_repositories_have_webhooks_is_read_once_a_second_and_local_
     try:
         assert await here.for_event("acme/app") == []
         queries: list[str] = []
-        event.listen(database.engine.sync_engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+        database.on_statement(queries.append)
         assert await here.for_event("acme/other") == []
         assert queries == [], "a fresh list of hooked repositories answers without a query"
 

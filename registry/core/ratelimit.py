@@ -16,13 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from .metadata import Database
-from .metadata.schema import rate_events
+from .metadata import Connection, Database
+from .metadata.sql import LIKE_ESCAPE, like_escaped
 
 T = TypeVar("T")
+INSERT_EVENT = 'INSERT INTO rate_events ("key", at) VALUES (:key, :at)'
 
 
 @dataclass(frozen=True)
@@ -54,9 +52,12 @@ class SlidingWindowLimiter:
     def _key(self, key: str) -> str:
         return f"{self.scope}:{key}"[:300]
 
-    async def _decide(self, connection: AsyncConnection, key: str, now: float) -> Decision:
-        recent = (rate_events.c.key == key, rate_events.c.at > now - self.window)
-        count, oldest = (await connection.execute(select(func.count(), func.min(rate_events.c.at)).where(*recent))).one()
+    async def _decide(self, connection: Connection, key: str, now: float) -> Decision:
+        recent = await connection.fetch_one(
+            'SELECT count(*), min(at) FROM rate_events WHERE "key" = :key AND at > :since', {"key": key, "since": now - self.window}
+        )
+        assert recent is not None
+        count, oldest = recent[0], recent[1]
         if count >= self.limit:
             return Decision(False, 0, max(1, math.ceil(oldest + self.window - now)))
         return Decision(True, self.limit - count, 0)
@@ -69,26 +70,27 @@ class SlidingWindowLimiter:
 
     async def record(self, key: str) -> None:
         async with self.database.write() as connection:
-            await connection.execute(rate_events.insert().values(key=self._key(key), at=self._clock()))
+            await connection.execute(INSERT_EVENT, {"key": self._key(key), "at": self._clock()})
 
     async def check(self, key: str) -> Decision:
         """Count one event for `key` if it is within the limit."""
         key, now = self._key(key), self._clock()
         async with self.database.write() as connection:
             await self.database.lock(connection, key)
-            await connection.execute(delete(rate_events).where(rate_events.c.key == key, rate_events.c.at <= now - self.window))
+            await connection.execute('DELETE FROM rate_events WHERE "key" = :key AND at <= :since', {"key": key, "since": now - self.window})
             decision = await self._decide(connection, key, now)
             if decision.allowed:
-                await connection.execute(rate_events.insert().values(key=key, at=now))
+                await connection.execute(INSERT_EVENT, {"key": key, "at": now})
                 decision = Decision(True, decision.remaining - 1, 0)
         return decision
 
     async def prune(self) -> int:
         """Forget events older than the window, of every key (idle clients included)."""
         async with self.database.write() as connection:
-            expired = (rate_events.c.key.startswith(f"{self.scope}:"), rate_events.c.at <= self._clock() - self.window)
-            removed = await connection.execute(delete(rate_events).where(*expired))
-            return removed.rowcount
+            return await connection.execute(
+                f'DELETE FROM rate_events WHERE "key" LIKE :scope {LIKE_ESCAPE} AND at <= :since',
+                {"scope": like_escaped(f"{self.scope}:") + "%", "since": self._clock() - self.window},
+            )
 
 
 class Throttled(Exception):

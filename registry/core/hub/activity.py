@@ -17,11 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, func, update
-
 from ..events import Event
 from ..metadata import Database
-from ..metadata.schema import repositories, tag_activity
+from ..metadata.sql import column_list, values_clause
 from .repository_settings import RepositorySettingsStore
 
 log = logging.getLogger("dockyard.activity")
@@ -80,30 +78,17 @@ class Activity:
                 if pushed and self.settings is not None:
                     await self.settings.add_missing(connection, pushed)
                 if repos:
-                    await connection.execute(REPOSITORY_INCREMENT, [_repository_row(name, tally) for name, tally in sorted(repos.items())])
+                    await connection.execute_many(REPOSITORY_INCREMENT, [_repository_row(name, tally) for name, tally in sorted(repos.items())])
                 rows = [_tag_row(name, tag, tally) for (name, tag), tally in sorted(tags.items())]
                 for start in range(0, len(rows), ROWS_PER_INSERT):
-                    await connection.execute(self._tag_upsert(rows[start : start + ROWS_PER_INSERT]))
+                    values, params = values_clause(TAG_COLUMNS, rows[start : start + ROWS_PER_INSERT])
+                    await connection.execute(TAG_UPSERT.format(values=values), params)
         except Exception:
             for name, tally in repos.items():
                 self._merge(self._repositories, name, tally)
             for key, tally in tags.items():
                 self._merge(self._tags, key, tally)
             raise
-
-    def _tag_upsert(self, rows: list[dict[str, Any]]) -> Any:
-        """One multi-row INSERT adding each tag's counts to what is stored (or storing them)."""
-        insert = self.database.insert(tag_activity).values(rows)
-        new = insert.excluded
-        return insert.on_conflict_do_update(
-            index_elements=[tag_activity.c.repository, tag_activity.c.tag],
-            set_={
-                "pull_count": tag_activity.c.pull_count + new.pull_count,
-                "push_count": tag_activity.c.push_count + new.push_count,
-                "last_pulled": func.coalesce(new.last_pulled, tag_activity.c.last_pulled),
-                "last_pushed": func.coalesce(new.last_pushed, tag_activity.c.last_pushed),
-            },
-        )
 
     @staticmethod
     def _merge(into: dict[Any, Tally], key: Any, tally: Tally) -> None:
@@ -116,8 +101,10 @@ class Activity:
     async def tags(self, repository: str) -> dict[str, Tally]:
         """Each tag's counts as written so far."""
         async with self.database.read() as connection:
-            rows = await connection.execute(tag_activity.select().where(tag_activity.c.repository == repository))
-            return {row.tag: Tally(row.pull_count, row.last_pulled, row.push_count, row.last_pushed) for row in rows}
+            rows = await connection.fetch(
+                "SELECT tag, pull_count, last_pulled, push_count, last_pushed FROM tag_activity WHERE repository = :repository", {"repository": repository}
+            )
+            return {row["tag"]: Tally(row["pull_count"], row["last_pulled"], row["push_count"], row["last_pushed"]) for row in rows}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -145,20 +132,22 @@ ROWS_PER_INSERT = 500
 """Tags per multi-row INSERT: 3,000 parameters, well under SQLite's limit of 32,766."""
 
 REPOSITORY_INCREMENT = (
-    update(repositories)
-    .where(repositories.c.name == bindparam("b_name"))
-    .values(
-        pull_count=repositories.c.pull_count + bindparam("b_pulls", type_=Integer),
-        push_count=repositories.c.push_count + bindparam("b_pushes", type_=Integer),
-        last_pulled=func.coalesce(bindparam("b_last_pulled", type_=Float), repositories.c.last_pulled),
-        pushed=func.coalesce(bindparam("b_pushed", type_=Float), repositories.c.pushed),
-    )
+    "UPDATE repositories SET pull_count = pull_count + :pulls, push_count = push_count + :pushes, "
+    "last_pulled = coalesce(:last_pulled, last_pulled), pushed = coalesce(:pushed, pushed) WHERE name = :name"
 )
 """Every repository's counts in one executemany: one round trip to the database per flush."""
 
+TAG_COLUMNS = ("repository", "tag", "pull_count", "last_pulled", "push_count", "last_pushed")
+TAG_UPSERT = (
+    f"INSERT INTO tag_activity ({column_list(TAG_COLUMNS)}) VALUES {{values}} ON CONFLICT (repository, tag) DO UPDATE SET "
+    "pull_count = tag_activity.pull_count + excluded.pull_count, push_count = tag_activity.push_count + excluded.push_count, "
+    "last_pulled = coalesce(excluded.last_pulled, tag_activity.last_pulled), last_pushed = coalesce(excluded.last_pushed, tag_activity.last_pushed)"
+)
+"""One multi-row INSERT adding each tag's counts to what is stored (or storing them)."""
+
 
 def _repository_row(name: str, tally: Tally) -> dict[str, object]:
-    return {"b_name": name, "b_pulls": tally.pulls, "b_pushes": tally.pushes, "b_last_pulled": tally.last_pulled, "b_pushed": tally.last_pushed}
+    return {"name": name, "pulls": tally.pulls, "pushes": tally.pushes, "last_pulled": tally.last_pulled, "pushed": tally.last_pushed}
 
 
 def _tag_row(name: str, tag: str, tally: Tally) -> dict[str, Any]:

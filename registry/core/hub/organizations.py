@@ -4,11 +4,7 @@ never overwrite each other)."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from ..metadata import Database
-from ..metadata.schema import accounts, members
+from ..metadata import Connection, Database
 from .errors import Conflict, NotFound
 from .models import RESERVED_NAMES, Organization, Role, validate_account_name
 from .records import account_kind, create_account, is_account_name
@@ -33,7 +29,8 @@ class Organizations:
     async def of_member(self, user: str) -> list[str]:
         """The organizations `user` has any role in."""
         async with self.database.read() as connection:
-            return list((await connection.execute(select(members.c.organization).where(members.c.user == user))).scalars())
+            organizations: list[str] = await connection.scalars('SELECT organization FROM members WHERE "user" = :user', {"user": user})
+            return organizations
 
     async def create(self, name: str, owner: str) -> Organization:
         """A new organization with `owner` (an existing user) as its admin."""
@@ -43,8 +40,10 @@ class Organizations:
         org = Organization(name=name, members={owner: "admin"})
         async with self.database.write() as connection:
             await _require_user(connection, owner)
-            await create_account(self.database, connection, name, kind="org", admin=False, created=org.created)
-            await connection.execute(members.insert().values(organization=name, user=owner, role="admin"))
+            await create_account(connection, name, kind="org", admin=False, created=org.created)
+            await connection.execute(
+                'INSERT INTO members (organization, "user", role) VALUES (:organization, :user, :role)', {"organization": name, "user": owner, "role": "admin"}
+            )
         return org
 
     async def set_member(self, org_name: str, user: str, role: Role | None) -> Organization:
@@ -52,16 +51,16 @@ class Organizations:
         async with self.database.write() as connection:
             if await account_kind(connection, org_name) != "org":
                 raise NotFound(f"no organization {org_name!r}")
-            where = (members.c.organization == org_name, members.c.user == user)
+            member = {"organization": org_name, "user": user, "role": role}
             if role is None:
-                if (await connection.execute(delete(members).where(*where))).rowcount == 0:
+                if await connection.execute('DELETE FROM members WHERE organization = :organization AND "user" = :user', member) == 0:
                     raise NotFound(f"{user!r} is not a member of {org_name!r}")
             else:
                 await _require_user(connection, user)
                 await connection.execute(
-                    self.database.insert(members)
-                    .values(organization=org_name, user=user, role=role)
-                    .on_conflict_do_update(index_elements=[members.c.organization, members.c.user], set_={"role": role})
+                    'INSERT INTO members (organization, "user", role) VALUES (:organization, :user, :role) '
+                    'ON CONFLICT (organization, "user") DO UPDATE SET role = excluded.role',
+                    member,
                 )
             org = await _load(connection, org_name)
             assert org is not None
@@ -70,16 +69,14 @@ class Organizations:
         return org
 
 
-async def _load(connection: AsyncConnection, name: str) -> Organization | None:
-    created = (await connection.execute(select(accounts.c.created).where(accounts.c.name == name, accounts.c.kind == "org"))).scalar()
+async def _load(connection: Connection, name: str) -> Organization | None:
+    created = await connection.scalar("SELECT created FROM accounts WHERE name = :name AND kind = 'org'", {"name": name})
     if created is None:
         return None
-    rows = await connection.execute(select(members.c.user, members.c.role).where(members.c.organization == name).order_by(members.c.user))
-    return Organization.model_construct(name=name, members={row.user: row.role for row in rows}, created=created)
+    rows = await connection.fetch('SELECT "user", role FROM members WHERE organization = :name ORDER BY "user"', {"name": name})
+    return Organization.model_construct(name=name, members={row["user"]: row["role"] for row in rows}, created=created)
 
 
-async def _require_user(connection: AsyncConnection, name: str) -> None:
+async def _require_user(connection: Connection, name: str) -> None:
     if await account_kind(connection, name) != "user":
         raise NotFound(f"no user {name!r}")
-
-

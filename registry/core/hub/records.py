@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from ..metadata import Database
-from ..metadata.schema import accounts
+from ..metadata import Connection
+from ..metadata.sql import column_list
 from .errors import Conflict
 from .models import validate_account_name
 
@@ -26,12 +23,15 @@ def is_account_name(name: str) -> bool:
     return True
 
 
-async def create_account(database: Database, connection: AsyncConnection, name: str, **values: object) -> None:
+async def create_account(connection: Connection, name: str, **values: object) -> None:
     """Insert an account; the primary key is what keeps a name to one user or organization."""
-    inserted = await connection.execute(database.insert(accounts).values(name=name, **values).on_conflict_do_nothing())
-    if inserted.rowcount == 0:
+    row = {"name": name, **values}
+    placeholders = ", ".join(f":{column}" for column in row)
+    inserted = await connection.execute(f"INSERT INTO accounts ({column_list(list(row))}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", row)
+    if inserted == 0:
         raise Conflict(f"the name {name!r} is taken")
 
 
-async def account_kind(connection: AsyncConnection, name: str) -> str | None:
-    return (await connection.execute(select(accounts.c.kind).where(accounts.c.name == name))).scalar()
+async def account_kind(connection: Connection, name: str) -> str | None:
+    kind: str | None = await connection.scalar("SELECT kind FROM accounts WHERE name = :name", {"name": name})
+    return kind

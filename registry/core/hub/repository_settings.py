@@ -10,12 +10,8 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from ..metadata import Database
-from ..metadata.schema import repositories, stars, tag_activity, webhooks
+from ..metadata import Connection, Database, Row
+from ..metadata.sql import column_list, values_clause
 from .errors import NotFound
 from .models import RepositorySettings, Visibility
 
@@ -26,6 +22,9 @@ SETTINGS_COLUMNS = frozenset({"visibility", "description", "full_description"})
 
 ROWS_PER_INSERT = 500
 """Repositories per multi-row INSERT (a few thousand parameters: far under SQLite's limit)."""
+NEW_COLUMNS = ("name", "namespace", "short_name", "visibility", "description", "full_description", "created")
+"""What `new_row` fills in (the counts start at the columns' defaults)."""
+SETTINGS = "SELECT * FROM repositories WHERE name = :name"
 
 
 def _log_failure(writer: asyncio.Future[None]) -> None:
@@ -33,7 +32,7 @@ def _log_failure(writer: asyncio.Future[None]) -> None:
         log.error("repository settings not written yet (retried at the next use of the database): %s", writer.exception())
 
 
-def settings_of(row: RowMapping) -> RepositorySettings:
+def settings_of(row: Row) -> RepositorySettings:
     return RepositorySettings.model_construct(**{name: row[name] for name in RepositorySettings.model_fields})
 
 
@@ -44,6 +43,8 @@ def new_row(name: str, visibility: Visibility, values: dict[str, Any] | None = N
         "namespace": name.split("/", 1)[0] if "/" in name else None,
         "short_name": name.rsplit("/", 1)[-1],
         "visibility": visibility,
+        "description": "",
+        "full_description": "",
         "created": time.time(),
     } | (values or {})
 
@@ -65,7 +66,7 @@ class RepositorySettingsStore:
         if not names:
             return {}
         async with self.database.read() as connection:
-            rows = (await connection.execute(select(repositories).where(repositories.c.name.in_(names)))).mappings()
+            rows = await connection.fetch("SELECT * FROM repositories WHERE name IN (:names)", {"names": names})
             return {row["name"]: settings_of(row) for row in rows}
 
     async def ensure(self, name: str) -> None:
@@ -106,11 +107,12 @@ class RepositorySettingsStore:
             self._pending.update(names)
             raise
 
-    async def add_missing(self, connection: AsyncConnection, names: list[str]) -> None:
+    async def add_missing(self, connection: Connection, names: list[str]) -> None:
         """In `connection`'s transaction: default settings for those of `names` that have none."""
         rows = [new_row(name, self.default_visibility) for name in names]
         for start in range(0, len(rows), ROWS_PER_INSERT):
-            await connection.execute(self.database.insert(repositories).values(rows[start : start + ROWS_PER_INSERT]).on_conflict_do_nothing())
+            values, params = values_clause(NEW_COLUMNS, rows[start : start + ROWS_PER_INSERT])
+            await connection.execute(f"INSERT INTO repositories ({column_list(NEW_COLUMNS)}) VALUES {values} ON CONFLICT DO NOTHING", params)
 
     async def update(self, name: str, **changes: Any) -> RepositorySettings:
         """Change some of visibility, description, full_description (and only those columns),
@@ -120,10 +122,12 @@ class RepositorySettingsStore:
             raise TypeError(f"not repository settings: {sorted(unknown)}")
         async with self.database.write() as connection:
             values = {key: value for key, value in changes.items() if value is not None}
+            row = new_row(name, self.default_visibility, values)
+            assignments = ", ".join(f"{column} = excluded.{column}" for column in values) or "name = excluded.name"
             await connection.execute(
-                self.database.insert(repositories)
-                .values(new_row(name, self.default_visibility, values))
-                .on_conflict_do_update(index_elements=[repositories.c.name], set_=values or {"name": name})
+                f"INSERT INTO repositories ({column_list(NEW_COLUMNS)}) VALUES ({', '.join(f':{column}' for column in NEW_COLUMNS)}) "
+                f"ON CONFLICT (name) DO UPDATE SET {assignments}",
+                row,
             )
             settings = await _load(connection, name)
         assert settings is not None
@@ -132,15 +136,17 @@ class RepositorySettingsStore:
     async def star(self, name: str, user: str, starred: bool) -> RepositorySettings:
         """`user` stars (or un-stars) the repository; the count moves only when a star row came or went."""
         async with self.database.write() as connection:
+            star = {"repository": name, "user": user, "created": time.time()}
             if starred:
                 changed = await connection.execute(
-                    self.database.insert(stars).values(repository=name, user=user, created=time.time()).on_conflict_do_nothing()
+                    'INSERT INTO stars (repository, "user", created) VALUES (:repository, :user, :created) ON CONFLICT DO NOTHING', star
                 )
             else:
-                changed = await connection.execute(delete(stars).where(stars.c.repository == name, stars.c.user == user))
-            if changed.rowcount:
-                step = 1 if starred else -1
-                await connection.execute(update(repositories).where(repositories.c.name == name).values(star_count=repositories.c.star_count + step))
+                changed = await connection.execute('DELETE FROM stars WHERE repository = :repository AND "user" = :user', star)
+            if changed:
+                await connection.execute(
+                    "UPDATE repositories SET star_count = star_count + :step WHERE name = :name", {"name": name, "step": 1 if starred else -1}
+                )
             settings = await _load(connection, name)
         if settings is None:
             raise NotFound(f"no repository {name!r}")
@@ -148,19 +154,17 @@ class RepositorySettingsStore:
 
     async def starred(self, name: str, user: str) -> bool:
         async with self.database.read() as connection:
-            found = await connection.execute(select(stars.c.user).where(stars.c.repository == name, stars.c.user == user))
-            return found.first() is not None
+            found = await connection.fetch_one('SELECT "user" FROM stars WHERE repository = :name AND "user" = :user', {"name": name, "user": user})
+            return found is not None
 
     async def forget(self, name: str) -> None:
         """Everything the Hub knows of a deleted repository: settings, stars, tag counts, webhooks
         (and their deliveries)."""
         async with self.database.write() as connection:
-            await connection.execute(delete(webhooks).where(webhooks.c.repository == name))
-            await connection.execute(delete(tag_activity).where(tag_activity.c.repository == name))
-            await connection.execute(delete(stars).where(stars.c.repository == name))
-            await connection.execute(delete(repositories).where(repositories.c.name == name))
+            for table, column in (("webhooks", "repository"), ("tag_activity", "repository"), ("stars", "repository"), ("repositories", "name")):
+                await connection.execute(f"DELETE FROM {table} WHERE {column} = :name", {"name": name})
 
 
-async def _load(connection: AsyncConnection, name: str) -> RepositorySettings | None:
-    row = (await connection.execute(select(repositories).where(repositories.c.name == name))).mappings().first()
+async def _load(connection: Connection, name: str) -> RepositorySettings | None:
+    row = await connection.fetch_one(SETTINGS, {"name": name})
     return settings_of(row) if row else None

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, literal_column, or_, select, text, true
-
 from ..metadata import Database
-from ..metadata.schema import repositories
+from ..metadata.sql import LIKE_ESCAPE, like_escaped
 from .models import RepositorySettings
 from .repository_settings import settings_of
 
@@ -25,6 +23,18 @@ Sort = Literal["relevance", "name", "pushed", "stars"]
 SORTS: tuple[Sort, ...] = ("relevance", "name", "pushed", "stars")
 FTS_MINIMUM = 3
 """Trigram indexes find substrings of at least three characters; shorter queries scan."""
+ORDERS: dict[Sort, str] = {
+    "relevance": "rank, star_count DESC, name",
+    "name": "name",
+    "pushed": "pushed DESC NULLS LAST, name",
+    "stars": "star_count DESC, name",
+}
+RANK = (
+    f"CASE WHEN name = :query OR short_name = :query THEN 0 "
+    f"WHEN name LIKE :starts {LIKE_ESCAPE} OR short_name LIKE :starts {LIKE_ESCAPE} THEN 1 "
+    f"WHEN name LIKE :contains {LIKE_ESCAPE} THEN 2 ELSE 3 END"
+)
+"""0 the name or its last component is the query, 1 either starts with it, 2 the name contains it, 3 only the description does."""
 
 
 @dataclass(frozen=True)
@@ -42,80 +52,49 @@ class SearchPage:
     results: list[RepositorySettings]
 
 
-def _like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class SearchIndex:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def _matching(self, query: str) -> ColumnElement[bool]:
-        if not query:
-            return true()
-        contains = f"%{_like(query)}%"
-        if self.database.dialect == "sqlite" and len(query) >= FTS_MINIMUM:
-            phrase = '"' + query.replace('"', '""') + '"'
-            fts = text("repository_search MATCH :phrase").bindparams(phrase=phrase)
-            matched: Select[Any] = select(literal_column("rowid")).select_from(text("repository_search")).where(fts)
-            return literal_column("repositories.rowid").in_(matched)
-        return repositories.c.search_text.like(contains, escape="\\")
+    def _where(self, query: str, audience: Audience, namespace: str | None) -> tuple[list[str], dict[str, Any]]:
+        """The conditions a row must meet, and their parameters."""
+        conditions: list[str] = []
+        params: dict[str, Any] = {}
+        if query:
+            if self.database.dialect == "sqlite" and len(query) >= FTS_MINIMUM:
+                conditions.append("repositories.rowid IN (SELECT rowid FROM repository_search WHERE repository_search MATCH :phrase)")
+                params["phrase"] = '"' + query.replace('"', '""') + '"'
+            else:
+                conditions.append(f"search_text LIKE :contains {LIKE_ESCAPE}")
+        if not audience.everything:
+            if audience.namespaces:
+                conditions.append("(visibility = 'public' OR namespace IN (:namespaces))")
+                params["namespaces"] = sorted(audience.namespaces)
+            else:
+                conditions.append("visibility = 'public'")
+        if namespace is not None:
+            conditions.append("namespace = :namespace")
+            params["namespace"] = namespace
+        if query:
+            params.update(query=query, starts=f"{like_escaped(query)}%", contains=f"%{like_escaped(query)}%")
+        return conditions, params
 
-    @staticmethod
-    def _visible(audience: Audience) -> ColumnElement[bool]:
-        if audience.everything:
-            return true()
-        own = repositories.c.namespace.in_(sorted(audience.namespaces)) if audience.namespaces else false()
-        return or_(repositories.c.visibility == "public", own)
-
-    @staticmethod
-    def _rank(query: str) -> ColumnElement[int]:
-        if not query:
-            return literal(4)
-        starts = f"{_like(query)}%"
-        contains = f"%{starts}"
-        name, short = repositories.c.name, repositories.c.short_name
-        return case(
-            (or_(name == query, short == query), 0),
-            (or_(name.like(starts, escape="\\"), short.like(starts, escape="\\")), 1),
-            (name.like(contains, escape="\\"), 2),
-            else_=3,
-        )
-
-    @staticmethod
-    def _order(sort: Sort, rank: ColumnElement[int]) -> list[ColumnElement[Any]]:
-        name, stars, pushed = repositories.c.name, repositories.c.star_count.desc(), repositories.c.pushed.desc().nulls_last()
-        orders: dict[Sort, list[ColumnElement[Any]]] = {
-            "relevance": [rank, stars, name],
-            "name": [name],
-            "pushed": [pushed, name],
-            "stars": [stars, name],
-        }
-        return orders[sort]
-
-    async def search(
-        self, query: str, *, page: int, page_size: int, audience: Audience, sort: Sort = "relevance", namespace: str | None = None
-    ) -> SearchPage:
+    async def search(self, query: str, *, page: int, page_size: int, audience: Audience, sort: Sort = "relevance", namespace: str | None = None) -> SearchPage:
         """One page of the repositories matching `query` (every one when empty) that `audience`
         may see, optionally only those of one namespace, in the order `sort` names."""
         query = query.strip().lower()
-        where = and_(self._matching(query), self._visible(audience))
-        if namespace is not None:
-            where = and_(where, repositories.c.namespace == namespace)
-        rank = self._rank(query).label("rank")
+        conditions, params = self._where(query, audience, namespace)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rank = RANK if query else "4"
         listing = (
-            select(repositories, rank, func.count().over().label("total"))
-            .where(where)
-            .order_by(*self._order(sort, rank))
-            .limit(page_size)
-            .offset((page - 1) * page_size)
+            f"SELECT repositories.*, {rank} AS rank, count(*) OVER () AS total FROM repositories {where} ORDER BY {ORDERS[sort]} LIMIT :limit OFFSET :offset"
         )
         async with self.database.read() as connection:
-            rows = (await connection.execute(listing)).mappings().all()
+            rows = await connection.fetch(listing, {**params, "limit": page_size, "offset": (page - 1) * page_size})
             if rows:
                 total = rows[0]["total"]
             elif page == 1:
                 total = 0
             else:  # past the last page: the window count has no row to ride on
-                total = (await connection.execute(select(func.count()).select_from(repositories).where(where))).scalar_one()
+                total = await connection.scalar(f"SELECT count(*) FROM repositories {where}", params)
         return SearchPage(total, [settings_of(row) for row in rows])

@@ -12,17 +12,16 @@ import hmac
 import secrets
 import time
 
-from sqlalchemy import delete, select, update
-
 from ..metadata import Database
-from ..metadata.schema import access_tokens, accounts, ended_sessions, refresh_tokens
+from ..metadata.sql import column_list
 from .errors import NotFound
 from .models import AccessToken, TokenScope, User
-from .records import sha256
+from .records import account_kind, sha256
 
 TOKEN_PREFIX = "dkp_"
 LAST_USED_RESOLUTION = 60.0
 """Seconds: a token's `last_used` is rewritten at most this often (not on every request)."""
+TOKEN_COLUMNS = 'id, "user", name, secret_hash, created, last_used, scope'
 
 
 class Tokens:
@@ -36,28 +35,28 @@ class Tokens:
         secret = secrets.token_urlsafe(32)
         record = AccessToken(id=token_id, user=user, name=name, secret_hash=sha256(secret), scope=scope)
         async with self.database.write() as connection:
-            kind = (await connection.execute(select(accounts.c.kind).where(accounts.c.name == user))).scalar()
-            if kind != "user":
+            if await account_kind(connection, user) != "user":
                 raise NotFound(f"no user {user!r}")
-            await connection.execute(access_tokens.insert().values(record.model_dump()))
+            row = record.model_dump()
+            await connection.execute(f"INSERT INTO access_tokens ({column_list(list(row))}) VALUES ({', '.join(f':{column}' for column in row)})", row)
         return record, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
     async def of(self, user: str) -> list[AccessToken]:
         async with self.database.read() as connection:
-            rows = (await connection.execute(select(access_tokens).where(access_tokens.c.user == user).order_by(access_tokens.c.created))).mappings()
+            rows = await connection.fetch(f'SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE "user" = :user ORDER BY created', {"user": user})
             return [AccessToken.model_construct(**row) for row in rows]
 
     async def revoke(self, user: str, token_id: str) -> None:
         async with self.database.write() as connection:
-            removed = await connection.execute(delete(access_tokens).where(access_tokens.c.user == user, access_tokens.c.id == token_id))
-            if removed.rowcount == 0:
+            removed = await connection.execute('DELETE FROM access_tokens WHERE "user" = :user AND id = :id', {"user": user, "id": token_id})
+            if removed == 0:
                 raise NotFound(f"user {user!r} has no token {token_id!r}")
             # refresh tokens issued for it die with it
-            await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.access_token == token_id))
+            await connection.execute("DELETE FROM refresh_tokens WHERE access_token = :id", {"id": token_id})
 
     async def get(self, user: str, token_id: str) -> AccessToken | None:
         async with self.database.read() as connection:
-            row = (await connection.execute(select(access_tokens).where(access_tokens.c.user == user, access_tokens.c.id == token_id))).mappings().first()
+            row = await connection.fetch_one(f'SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE "user" = :user AND id = :id', {"user": user, "id": token_id})
         return AccessToken.model_construct(**row) if row else None
 
     async def scope_of(self, user: str, presented: str) -> TokenScope | None:
@@ -67,20 +66,16 @@ class Tokens:
         if not token_id.isalnum() or not secret:
             return None
         async with self.database.read() as connection:
-            row = (
-                await connection.execute(
-                    select(access_tokens.c.secret_hash, access_tokens.c.last_used, access_tokens.c.scope).where(
-                        access_tokens.c.user == user, access_tokens.c.id == token_id
-                    )
-                )
-            ).first()
-        if row is None or not hmac.compare_digest(row.secret_hash, sha256(secret)):
+            row = await connection.fetch_one(
+                'SELECT secret_hash, last_used, scope FROM access_tokens WHERE "user" = :user AND id = :id', {"user": user, "id": token_id}
+            )
+        if row is None or not hmac.compare_digest(row["secret_hash"], sha256(secret)):
             return None
         now = time.time()
-        if row.last_used is None or row.last_used < now - LAST_USED_RESOLUTION:
+        if row["last_used"] is None or row["last_used"] < now - LAST_USED_RESOLUTION:
             async with self.database.write() as connection:
-                await connection.execute(update(access_tokens).where(access_tokens.c.id == token_id).values(last_used=now))
-        scope: TokenScope = row.scope
+                await connection.execute("UPDATE access_tokens SET last_used = :now WHERE id = :id", {"id": token_id, "now": now})
+        scope: TokenScope = row["scope"]
         return scope
 
     # -- refresh tokens (OAuth2 offline tokens) --------------------------------------------------
@@ -91,10 +86,12 @@ class Tokens:
         token = secrets.token_urlsafe(32)
         async with self.database.write() as connection:
             await connection.execute(
-                refresh_tokens.insert().values(
-                    token_hash=sha256(token), user=user.name, password=sha256(user.password_hash),
-                    access_token=token_id_of(signed_in_with), created=time.time(),
-                )
+                'INSERT INTO refresh_tokens (token_hash, "user", password, access_token, created) '
+                "VALUES (:token_hash, :user, :password, :access_token, :created)",
+                {
+                    "token_hash": sha256(token), "user": user.name, "password": sha256(user.password_hash),
+                    "access_token": token_id_of(signed_in_with), "created": time.time(),
+                },
             )  # fmt: skip
         return token
 
@@ -102,28 +99,24 @@ class Tokens:
         """The user a refresh token still speaks for; None (and the token forgotten) otherwise."""
         key = sha256(token)
         async with self.database.read() as connection:
-            row = (
-                await connection.execute(
-                    select(
-                        refresh_tokens, accounts.c.password_hash, accounts.c.admin, accounts.c.created.label("user_created"),
-                        accounts.c.sessions_after,
-                    )  # fmt: skip
-                    .join(accounts, accounts.c.name == refresh_tokens.c.user)
-                    .where(refresh_tokens.c.token_hash == key)
-                )
-            ).mappings().first()
+            row = await connection.fetch_one(
+                'SELECT refresh_tokens."user", refresh_tokens.password, refresh_tokens.access_token, accounts.password_hash, accounts.admin, '
+                "accounts.created AS user_created, accounts.sessions_after "
+                'FROM refresh_tokens JOIN accounts ON accounts.name = refresh_tokens."user" WHERE refresh_tokens.token_hash = :key',
+                {"key": key},
+            )
             scope: TokenScope | None = None
             if row is not None and row["access_token"] is not None:
-                scope = (await connection.execute(select(access_tokens.c.scope).where(access_tokens.c.id == row["access_token"]))).scalar()
+                scope = await connection.scalar("SELECT scope FROM access_tokens WHERE id = :id", {"id": row["access_token"]})
             live_access_token = row is not None and (row["access_token"] is None or scope is not None)
         if row is None:
             return None
         if row["password"] != sha256(row["password_hash"]) or not live_access_token:
             async with self.database.write() as connection:  # issued before the password changed, or its access token was revoked
-                await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.token_hash == key))
+                await connection.execute("DELETE FROM refresh_tokens WHERE token_hash = :key", {"key": key})
             return None
         return User.model_construct(
-            name=row["user"], password_hash=row["password_hash"], admin=row["admin"], created=row["user_created"],
+            name=row["user"], password_hash=row["password_hash"], admin=bool(row["admin"]), created=row["user_created"],
             sessions_after=row["sessions_after"], token_scope=scope,
         )  # fmt: skip
 
@@ -131,15 +124,15 @@ class Tokens:
     async def end_session(self, nonce: str, expires: int) -> None:
         """Mark a web session as signed out (until it would have expired anyway)."""
         async with self.database.write() as connection:
-            await connection.execute(delete(ended_sessions).where(ended_sessions.c.expires < time.time()))
+            await connection.execute("DELETE FROM ended_sessions WHERE expires < :now", {"now": time.time()})
             await connection.execute(
-                self.database.insert(ended_sessions).values(nonce_hash=sha256(nonce), expires=float(expires)).on_conflict_do_nothing()
+                "INSERT INTO ended_sessions (nonce_hash, expires) VALUES (:nonce_hash, :expires) ON CONFLICT DO NOTHING",
+                {"nonce_hash": sha256(nonce), "expires": float(expires)},
             )
 
     async def session_ended(self, nonce: str) -> bool:
         async with self.database.read() as connection:
-            found = await connection.execute(select(ended_sessions.c.nonce_hash).where(ended_sessions.c.nonce_hash == sha256(nonce)))
-            return found.first() is not None
+            return await connection.fetch_one("SELECT nonce_hash FROM ended_sessions WHERE nonce_hash = :key", {"key": sha256(nonce)}) is not None
 
 
 def token_id_of(secret: str) -> str | None:

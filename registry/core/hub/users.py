@@ -6,20 +6,19 @@ import asyncio
 import time
 
 import bcrypt
-from sqlalchemy import delete, select, update
-from sqlalchemy.engine import RowMapping
 
-from ..metadata import Database
-from ..metadata.schema import accounts, refresh_tokens
+from ..metadata import Database, Row
 from .errors import Conflict, NotFound
 from .models import RESERVED_NAMES, User, validate_account_name
 from .records import create_account, is_account_name
 from .tokens import TOKEN_PREFIX, Tokens
 
+USER = "SELECT name, password_hash, admin, created, sessions_after FROM accounts WHERE name = :name AND kind = 'user'"
 
-def _user(row: RowMapping) -> User:
+
+def _user(row: Row) -> User:
     return User.model_construct(
-        name=row["name"], password_hash=row["password_hash"], admin=row["admin"], created=row["created"],
+        name=row["name"], password_hash=row["password_hash"], admin=bool(row["admin"]), created=row["created"],
         sessions_after=row["sessions_after"], token_scope=None,
     )  # fmt: skip
 
@@ -33,7 +32,7 @@ class Users:
         if not is_account_name(name):
             return None
         async with self.database.read() as connection:
-            row = (await connection.execute(select(accounts).where(accounts.c.name == name, accounts.c.kind == "user"))).mappings().first()
+            row = await connection.fetch_one(USER, {"name": name})
         return _user(row) if row else None
 
     async def require(self, name: str) -> User:
@@ -44,7 +43,8 @@ class Users:
 
     async def names(self) -> list[str]:
         async with self.database.read() as connection:
-            return list((await connection.execute(select(accounts.c.name).where(accounts.c.kind == "user").order_by(accounts.c.name))).scalars())
+            names: list[str] = await connection.scalars("SELECT name FROM accounts WHERE kind = 'user' ORDER BY name")
+            return names
 
     async def create(self, name: str, password: str, *, admin: bool = False) -> User:
         validate_account_name(name)
@@ -52,7 +52,7 @@ class Users:
             raise Conflict(f"{name!r} is a reserved name")
         user = User(name=name, password_hash=await hash_password(password), admin=admin)
         async with self.database.write() as connection:
-            await create_account(self.database, connection, name, kind="user", password_hash=user.password_hash, admin=admin, created=user.created)
+            await create_account(connection, name, kind="user", password_hash=user.password_hash, admin=admin, created=user.created)
         return user
 
     async def set_password(self, name: str, password: str) -> None:
@@ -60,9 +60,9 @@ class Users:
         password_hash = await hash_password(password)
         async with self.database.write() as connection:
             changed = await connection.execute(
-                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(password_hash=password_hash)
+                "UPDATE accounts SET password_hash = :password_hash WHERE name = :name AND kind = 'user'", {"name": name, "password_hash": password_hash}
             )
-        if changed.rowcount == 0:
+        if changed == 0:
             raise NotFound(f"no user {name!r}")
 
     async def end_sessions(self, name: str) -> None:
@@ -70,11 +70,11 @@ class Users:
         the refresh tokens clients hold. Passwords and access tokens keep working."""
         async with self.database.write() as connection:
             changed = await connection.execute(
-                update(accounts).where(accounts.c.name == name, accounts.c.kind == "user").values(sessions_after=time.time())
+                "UPDATE accounts SET sessions_after = :now WHERE name = :name AND kind = 'user'", {"name": name, "now": time.time()}
             )
-            if changed.rowcount == 0:
+            if changed == 0:
                 raise NotFound(f"no user {name!r}")
-            await connection.execute(delete(refresh_tokens).where(refresh_tokens.c.user == name))
+            await connection.execute('DELETE FROM refresh_tokens WHERE "user" = :name', {"name": name})
 
     async def ensure_admin(self, name: str, password: str) -> None:
         """The configured initial admin exists with that password (replicas starting together
@@ -91,7 +91,10 @@ class Users:
         if not user.admin or not await check_password(password, user.password_hash):
             password_hash = await hash_password(password)
             async with self.database.write() as connection:
-                await connection.execute(update(accounts).where(accounts.c.name == name).values(admin=True, password_hash=password_hash))
+                await connection.execute(
+                    "UPDATE accounts SET admin = :admin, password_hash = :password_hash WHERE name = :name",
+                    {"name": name, "admin": True, "password_hash": password_hash},
+                )
 
     async def authenticate(self, name: str, secret: str) -> User | None:
         """The user whose password, or one of whose personal access tokens, is `secret`.

@@ -50,11 +50,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
-
 from ..events import EVENTS, Event, EventKind
 from ..metadata import Database
-from ..metadata.schema import webhook_deliveries, webhooks
 from .errors import HubError, NotFound
 from .models import Webhook
 
@@ -109,7 +106,7 @@ class WebhookStore:
         if now >= self._hooked_until:
             changes = self._changes
             async with self.database.read() as connection:
-                hooked = frozenset((await connection.execute(select(webhooks.c.repository).distinct())).scalars())
+                hooked = frozenset(await connection.scalars("SELECT DISTINCT repository FROM webhooks"))
             if changes == self._changes:
                 self._hooked, self._hooked_until = hooked, now + HOOKED_REFRESH_SECONDS
             else:
@@ -124,7 +121,9 @@ class WebhookStore:
 
     async def list(self, repository: str) -> builtins.list[Webhook]:
         async with self.database.read() as connection:
-            rows = (await connection.execute(select(webhooks).where(webhooks.c.repository == repository).order_by(webhooks.c.created))).mappings()
+            rows = await connection.fetch(
+                "SELECT id, url, events, secret, created FROM webhooks WHERE repository = :repository ORDER BY created", {"repository": repository}
+            )
             return [
                 Webhook.model_construct(id=row["id"], url=row["url"], events=row["events"].split(","), secret=row["secret"], created=row["created"])
                 for row in rows
@@ -140,20 +139,21 @@ class WebhookStore:
         hook = Webhook(id=secrets.token_hex(8), url=url, events=wanted, secret=secret)
         async with self.database.write() as connection:
             await self.database.lock(connection, f"webhooks:{repository}")
-            count = (await connection.execute(select(func.count()).select_from(webhooks).where(webhooks.c.repository == repository))).scalar_one()
+            count = await connection.scalar("SELECT count(*) FROM webhooks WHERE repository = :repository", {"repository": repository})
             if count >= MAX_WEBHOOKS:
                 raise HubError(f"a repository has at most {MAX_WEBHOOKS} webhooks")
             await connection.execute(
-                webhooks.insert().values(id=hook.id, repository=repository, url=url, events=",".join(wanted), secret=secret, created=hook.created)
+                "INSERT INTO webhooks (id, repository, url, events, secret, created) VALUES (:id, :repository, :url, :events, :secret, :created)",
+                {"id": hook.id, "repository": repository, "url": url, "events": ",".join(wanted), "secret": secret, "created": hook.created},
             )
         self._changed()
         return hook
 
     async def remove(self, repository: str, webhook_id: str) -> None:
         async with self.database.write() as connection:
-            removed = await connection.execute(delete(webhooks).where(webhooks.c.repository == repository, webhooks.c.id == webhook_id))
+            removed = await connection.execute("DELETE FROM webhooks WHERE repository = :repository AND id = :id", {"repository": repository, "id": webhook_id})
         self._changed()
-        if removed.rowcount == 0:
+        if removed == 0:
             raise NotFound(f"repository {repository!r} has no webhook {webhook_id!r}")
 
 
@@ -289,10 +289,15 @@ class Webhooks:
     async def deliveries(self, webhook_id: str) -> list[Delivery]:
         """The most recent deliveries to a webhook (by any replica), oldest first."""
         async with self.database.read() as connection:
-            newest = select(webhook_deliveries).where(webhook_deliveries.c.webhook == webhook_id)
-            newest = newest.order_by(webhook_deliveries.c.created.desc()).limit(self.history)
-            rows = (await connection.execute(newest)).mappings().all()
-        return [Delivery(**{key: row[key] for key in ("id", "webhook", "event", "attempts", "status", "error", "delivered", "done")}) for row in reversed(rows)]
+            rows = await connection.fetch(
+                "SELECT id, webhook, event, attempts, status, error, delivered, done FROM webhook_deliveries "
+                "WHERE webhook = :webhook ORDER BY created DESC LIMIT :history",
+                {"webhook": webhook_id, "history": self.history},
+            )
+        return [
+            Delivery(row["id"], row["webhook"], row["event"], row["attempts"], row["status"], row["error"], bool(row["delivered"]), bool(row["done"]))
+            for row in reversed(rows)
+        ]
 
     async def _record(self, delivery: Delivery, *, first: bool = False) -> None:
         """Keep the delivery's state; the first time, also forget all but the newest `history`."""
@@ -300,15 +305,21 @@ class Webhooks:
         try:
             async with self.database.write() as connection:
                 if not first:
-                    await connection.execute(webhook_deliveries.update().where(webhook_deliveries.c.id == delivery.id).values(state))
+                    await connection.execute(
+                        "UPDATE webhook_deliveries SET attempts = :attempts, status = :status, error = :error, delivered = :delivered, done = :done "
+                        "WHERE id = :id",
+                        {"id": delivery.id, **state},
+                    )
                     return
                 await connection.execute(
-                    webhook_deliveries.insert().values(id=delivery.id, webhook=delivery.webhook, event=delivery.event, created=time.time(), **state)
+                    "INSERT INTO webhook_deliveries (id, webhook, event, created, attempts, status, error, delivered, done) "
+                    "VALUES (:id, :webhook, :event, :created, :attempts, :status, :error, :delivered, :done)",
+                    {"id": delivery.id, "webhook": delivery.webhook, "event": delivery.event, "created": time.time(), **state},
                 )
-                kept = select(webhook_deliveries.c.id).where(webhook_deliveries.c.webhook == delivery.webhook)
-                kept = kept.order_by(webhook_deliveries.c.created.desc()).limit(self.history)
                 await connection.execute(
-                    delete(webhook_deliveries).where(webhook_deliveries.c.webhook == delivery.webhook, webhook_deliveries.c.id.not_in(kept))
+                    "DELETE FROM webhook_deliveries WHERE webhook = :webhook AND id NOT IN "
+                    "(SELECT id FROM webhook_deliveries WHERE webhook = :webhook ORDER BY created DESC LIMIT :history)",
+                    {"webhook": delivery.webhook, "history": self.history},
                 )
         except Exception:  # the log of a delivery must never stop the delivery
             log.exception("webhooks: cannot record delivery %s", delivery.id)

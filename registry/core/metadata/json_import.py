@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select, update
 
 from storage_backends import ObjectNotFound, StorageBackend, StorageError
 
@@ -30,7 +29,7 @@ from ..hub.models import AccessToken, Organization, User, Webhook
 from ..hub.records import account_kind
 from ..hub.repository_settings import new_row
 from .database import Database
-from .schema import access_tokens, accounts, ended_sessions, facts, members, refresh_tokens, repositories, stars, webhooks
+from .sql import column_list
 
 log = logging.getLogger("dockyard.metadata")
 IMPORT_COMMAND = "dockyard-registry metadata import"
@@ -114,16 +113,18 @@ async def json_metadata_present(storage: StorageBackend) -> bool:
 
 async def database_is_empty(database: Database) -> bool:
     async with database.read() as connection:
-        for table in (accounts, repositories):
-            if (await connection.execute(select(func.count()).select_from(table))).scalar_one():
+        for table in ("accounts", "repositories"):
+            if await connection.scalar(f"SELECT count(*) FROM {table}"):
                 return False
     return True
 
 
 async def _note_checked(database: Database, outcome: str) -> None:
     async with database.write() as connection:
-        statement = database.insert(facts).values(name=CHECKED_FACT, value=outcome)
-        await connection.execute(statement.on_conflict_do_update(index_elements=[facts.c.name], set_={"value": outcome}))
+        await connection.execute(
+            "INSERT INTO facts (name, value) VALUES (:name, :value) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            {"name": CHECKED_FACT, "value": outcome},
+        )
 
 
 async def refuse_unimported_metadata(storage: StorageBackend, database: Database) -> None:
@@ -131,7 +132,7 @@ async def refuse_unimported_metadata(storage: StorageBackend, database: Database
     database. A backend that cannot be reached now is checked at the next start instead (the
     registry starts, and its health check reports the storage)."""
     async with database.read() as connection:
-        if (await connection.execute(select(facts.c.value).where(facts.c.name == CHECKED_FACT))).scalar() is not None:
+        if await connection.scalar("SELECT value FROM facts WHERE name = :name", {"name": CHECKED_FACT}) is not None:
             return
     try:
         present = await json_metadata_present(storage)
@@ -165,29 +166,30 @@ async def import_json_metadata(storage: StorageBackend, database: Database) -> I
 
     async with database.write() as connection:
 
-        async def insert(kind: str, table: Any, values: dict[str, Any]) -> bool:
-            inserted = (await connection.execute(database.insert(table).values(values).on_conflict_do_nothing())).rowcount > 0
+        async def insert(kind: str, table: str, values: dict[str, Any]) -> bool:
+            placeholders = ", ".join(f":{column}" for column in values)
+            inserted = await connection.execute(f"INSERT INTO {table} ({column_list(list(values))}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", values) > 0
             report.count(kind, inserted)
             return inserted
 
         for user in report.parsed(users, User, "a user"):
-            await insert("users", accounts, {"name": user.name, "kind": "user", "password_hash": user.password_hash,
+            await insert("users", "accounts", {"name": user.name, "kind": "user", "password_hash": user.password_hash,
                                              "admin": user.admin, "created": user.created})  # fmt: skip
         for org in report.parsed(orgs, Organization, "an organization"):
-            await insert("organizations", accounts, {"name": org.name, "kind": "org", "admin": False, "created": org.created})
+            await insert("organizations", "accounts", {"name": org.name, "kind": "org", "admin": False, "created": org.created})
             for member, role in org.members.items():
                 if await account_kind(connection, member) == "user":
-                    await insert("memberships", members, {"organization": org.name, "user": member, "role": role})
+                    await insert("memberships", "members", {"organization": org.name, "user": member, "role": role})
         for token in report.parsed(tokens, AccessToken, "an access token"):
             if await account_kind(connection, token.user) == "user":
-                await insert("access tokens", access_tokens, token.model_dump())
+                await insert("access tokens", "access_tokens", token.model_dump())
         for name, raw in zip(refresh_keys, refreshes):
             if raw and await account_kind(connection, raw.get("user", "")) == "user":
-                await insert("refresh tokens", refresh_tokens, {"token_hash": name.removesuffix(".json"), "user": raw["user"],
+                await insert("refresh tokens", "refresh_tokens", {"token_hash": name.removesuffix(".json"), "user": raw["user"],
                                                                 "password": raw["password"], "access_token": raw.get("token_id"),
                                                                 "created": time.time()})  # fmt: skip
         for name, expires in zip(ended_keys, ended):
-            await insert("ended sessions", ended_sessions, {"nonce_hash": name, "expires": float(expires.decode() or 0)})
+            await insert("ended sessions", "ended_sessions", {"nonce_hash": name, "expires": float(expires.decode() or 0)})
         for raw in settings:
             if raw is None:
                 continue
@@ -195,15 +197,16 @@ async def import_json_metadata(storage: StorageBackend, database: Database) -> I
             values = {"description": record.description, "pushed": record.pushed}
             if record.created:
                 values["created"] = record.created
-            await insert("repositories", repositories, new_row(record.name, record.visibility, values))
+            await insert("repositories", "repositories", new_row(record.name, record.visibility, values))
             for starrer in record.stars:
                 if await account_kind(connection, starrer) == "user":
-                    await insert("stars", stars, {"repository": record.name, "user": starrer, "created": record.created or time.time()})
-            counted = select(func.count()).select_from(stars).where(stars.c.repository == record.name).scalar_subquery()
-            await connection.execute(update(repositories).where(repositories.c.name == record.name).values(star_count=counted))
+                    await insert("stars", "stars", {"repository": record.name, "user": starrer, "created": record.created or time.time()})
+            await connection.execute(
+                "UPDATE repositories SET star_count = (SELECT count(*) FROM stars WHERE repository = :name) WHERE name = :name", {"name": record.name}
+            )
         for name, raw in zip(repository_names, hooks):
             for hook in _JsonWebhooks.model_validate(raw or {}).webhooks:
-                await insert("webhooks", webhooks, {"id": hook.id, "repository": name, "url": hook.url, "events": ",".join(hook.events),
+                await insert("webhooks", "webhooks", {"id": hook.id, "repository": name, "url": hook.url, "events": ",".join(hook.events),
                                                     "secret": hook.secret, "created": hook.created})  # fmt: skip
     await _note_checked(database, f"imported at {time.time():.0f}")
     await database.analyze()

@@ -1,7 +1,8 @@
-"""The Hub's tables (SQLAlchemy Core), as the newest migration leaves them.
+"""The Hub's tables (SQLAlchemy Core), as the newest migration leaves them: the columns the
+stores' SQL is written against.
 
-The migrations in `migrations/versions` are the schema's history and what creates it; these
-definitions are what the code queries with, and a test checks the two agree.
+The migrations in `migrations/versions` are the schema's history and what creates it; a test
+checks the two agree. Only the migrating child process and tests import this module.
 """
 
 from __future__ import annotations
