@@ -285,3 +285,32 @@ def test_pieces_are_written_whole_and_in_order_when_writev_writes_less(tmp_path,
     finally:
         os.close(fd)
     assert target.read_bytes() == b"".join(pieces)
+
+
+# -- the metadata database's SQL ------------------------------------------------------------------
+def test_named_parameters_become_numbered_ones_for_asyncpg_and_keep_casts_and_strings_alone():
+    from registry.core.metadata.sql import numbered
+
+    text, names = numbered("SELECT :b::text, x FROM t WHERE a = :a OR b = :b AND c = '12:30'")
+    assert text == "SELECT $1::text, x FROM t WHERE a = $2 OR b = $1 AND c = '12:30'"
+    assert names == ("b", "a")
+
+
+def test_a_list_parameter_is_one_parameter_per_item_and_an_empty_one_is_refused():
+    from registry.core.metadata.sql import expand_lists
+
+    sql, params = expand_lists("SELECT * FROM t WHERE name IN (:names) AND n = :names_count", {"names": ["a", "b"], "names_count": 2})
+    assert sql == "SELECT * FROM t WHERE name IN (:names_0, :names_1) AND n = :names_count"
+    assert params == {"names_0": "a", "names_1": "b", "names_count": 2}
+    with pytest.raises(ValueError, match="empty"):
+        expand_lists("SELECT 1 WHERE x IN (:names)", {"names": []})
+
+
+def test_a_multi_row_insert_names_each_value_once_and_a_command_tag_gives_the_row_count():
+    from registry.core.metadata.sql import changed_rows, like_escaped, values_clause
+
+    values, params = values_clause(("name", "user"), [{"name": "a", "user": "u1"}, {"name": "b", "user": "u2"}])
+    assert values == "(:c_0_0, :c_1_0), (:c_0_1, :c_1_1)"
+    assert params == {"c_0_0": "a", "c_1_0": "u1", "c_0_1": "b", "c_1_1": "u2"}
+    assert [changed_rows(tag) for tag in ("INSERT 0 3", "UPDATE 1", "DELETE 0", "SELECT")] == [3, 1, 0, 0]
+    assert like_escaped("50%_of\\it") == "50\\%\\_of\\\\it"
