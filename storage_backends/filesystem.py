@@ -111,6 +111,35 @@ def _observe_and_write(fd: int, pieces: list[bytes], observe: Callable[[bytes], 
     if observe is not None:
         observe_all(observe, pieces)
     _write_all(fd, pieces)
+    _start_writeback(fd)
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range (Linux), or None where there is none."""
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> bool:
+    """Have the kernel start writing the file's dirty pages to the disk now, without waiting
+    for them (sync_file_range with SYNC_FILE_RANGE_WRITE over the whole file). A large blob
+    then reaches the disk while the rest of it is still arriving, and the fsync that ends an
+    upload waits for the last megabytes only, not for all of them (docker-pattern pushes of
+    4 x 64 MiB: +8 % in the median of 6 and 8 alternating rounds). Durability is unchanged:
+    the fsync still comes before anything is acknowledged. True if writeback was started."""
+    function = _sync_file_range()
+    return function is not None and function(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0
 
 
 def _write_all(fd: int, pieces: Sequence[bytes]) -> None:

@@ -258,6 +258,21 @@ async def test_a_stream_is_batched_by_size_without_copying_a_byte():
     assert many == [MAX_BATCH_PIECES, 3]  # writev takes a bounded number of pieces
 
 
+def test_writes_start_their_writeback_at_once_so_the_final_fsync_waits_for_little(tmp_path):
+    """sync_file_range is bound with the right argument types: a wrong binding fails with
+    EINVAL, and the early writeback would silently do nothing."""
+    import os
+
+    from storage_backends import filesystem
+
+    fd = os.open(tmp_path / "blob", os.O_WRONLY | os.O_CREAT)
+    try:
+        filesystem._write_all(fd, [os.urandom(1 << 20)])
+        assert filesystem._start_writeback(fd), f"sync_file_range failed: {os.strerror(__import__('ctypes').get_errno())}"
+    finally:
+        os.close(fd)
+
+
 def test_pieces_are_written_whole_and_in_order_when_writev_writes_less(tmp_path, monkeypatch):
     """A short write (a full disk's first symptom, a signal) cannot be caused at will: writev is
     made to take at most 7 bytes per call."""
