@@ -1121,8 +1121,12 @@ async def _benchmark(servers: dict[str, Server], options: Options, profiler: Pro
         )
 
     for round_index, (layers_docker, layers_chunked) in enumerate(plan):
-        # Alternate who goes first, so neither always runs on the warmer page cache.
-        order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+        # Who goes first follows A B B A (repeated): each registry is first in half of 4 rounds,
+        # and a drift over the run (this VM's disk slows from round to round) is shared evenly.
+        # Going first matters: the second pusher of a round ran up to 2x slower, whichever it
+        # was, despite the sync between phases; plain alternation over 3 rounds gave one
+        # registry the first slot twice, early and late.
+        order = list(servers) if round_index % 4 in (0, 3) else list(reversed(servers))
         for name in order:
             with phase(servers[name], f"throughput-round{round_index + 1}"):
                 figures = await throughput_round(servers[name], content, layers_docker, layers_chunked, options, repo)
@@ -1465,7 +1469,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes and short loads: a smoke test of a few seconds")
     parser.add_argument("--size-mb", type=float, help="MiB per push pattern per round, split over --layers (default 256; quick 8)")
     parser.add_argument("--layers", type=int, help="layers per push pattern (default 4; quick 2)")
-    parser.add_argument("--rounds", type=int, help="push/pull rounds, fresh content each; the median is reported (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int, help="push/pull rounds, fresh content each; the median is reported (default 4; quick 1)")
     parser.add_argument("--runs", type=int, help="whole benchmarks on fresh servers; each figure is the median over them (default 3; quick 1)")
     parser.add_argument("--chunk-mb", type=float, help="PATCH size of the chunked pattern (default 5; quick 1)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections of the HEAD loads (default 32)")
@@ -1490,7 +1494,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = (
         dict(size_mb=8, layers=2, rounds=1, runs=1, large_blob_mb=64, chunk_mb=1, head_requests=500, head_seconds=1.0, small_blobs=100, small_seconds=1.0)
         if args.quick
-        else dict(size_mb=256, layers=4, rounds=3, runs=3, large_blob_mb=1024, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
+        else dict(size_mb=256, layers=4, rounds=4, runs=3, large_blob_mb=1024, chunk_mb=5, head_requests=20000, head_seconds=6.0, small_blobs=3000, small_seconds=6.0)
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
