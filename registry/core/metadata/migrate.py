@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .database import SCHEMA_VERSION, MetadataUrlError
-from .sqlite import BUSY_TIMEOUT_MS
+from .sqlite import BUSY_TIMEOUT_MS, PRAGMAS
 
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
 MIGRATION_LOCK = 7_320_114_519  # any fixed 64-bit number: PostgreSQL's advisory lock for migrations
@@ -58,7 +58,7 @@ def open_engine(url: str) -> AsyncEngine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # transactions are this module's: BEGIN IMMEDIATE below
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={BUSY_TIMEOUT_MS}"):
+        for pragma in (*PRAGMAS, "journal_mode=WAL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

@@ -27,6 +27,9 @@ BUSY_TIMEOUT_MS = 30_000
 MAX_CONNECTIONS = 8
 """Open at once per process; more concurrent users of the database wait for one."""
 WAL_ATTEMPTS = 250
+PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=FULL", "foreign_keys=ON")
+"""Every connection's settings besides WAL (which the file keeps): wait for a busy writer,
+sync every commit (durable, not only consistent), enforce foreign keys."""
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -34,7 +37,7 @@ def connect(path: str) -> sqlite3.Connection:
     foreign keys enforced, waiting for a busy writer rather than failing."""
     raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, uri=path.startswith("file:"))
     raw.row_factory = sqlite3.Row
-    for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=FULL", "foreign_keys=ON"):
+    for pragma in PRAGMAS:
         raw.execute(f"PRAGMA {pragma}")
     _use_wal(raw)
     return raw
