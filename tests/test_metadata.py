@@ -146,6 +146,27 @@ def test_a_serving_process_imports_neither_sqlalchemy_nor_alembic(tmp_path, star
         asyncio.run(database.close())
 
 
+async def test_a_write_that_fails_is_rolled_back_and_its_sqlite_connection_is_reused(tmp_path):
+    import sqlite3
+
+    from registry.core.metadata.sqlite import SqliteDatabase
+
+    database = SqliteDatabase(str(tmp_path / "t.sqlite3"))
+    try:
+        async with database.write() as connection:
+            await connection.execute("CREATE TABLE names (name TEXT PRIMARY KEY)")
+            first = connection
+        with pytest.raises(sqlite3.IntegrityError):
+            async with database.write() as connection:
+                await connection.execute("INSERT INTO names VALUES ('a')")
+                await connection.execute("INSERT INTO names VALUES ('a')")
+        async with database.read() as connection:
+            assert connection is first, "a failed transaction does not cost a new connection"
+            assert await connection.scalar("SELECT count(*) FROM names") == 0, "nothing of the failed transaction is kept"
+    finally:
+        await database.close()
+
+
 async def test_connections_the_database_server_closed_are_replaced(postgres_server, postgres_url):
     """After PostgreSQL closes every connection of the pool (a restart, an administrator), the
     next use of the database works: the pool opens new connections for the closed ones."""

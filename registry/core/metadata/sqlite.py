@@ -143,14 +143,17 @@ class SqliteDatabase:
             self._available = asyncio.Semaphore(MAX_CONNECTIONS)
         async with self._available:
             connection = self._idle.pop() if self._idle else await SqliteConnection.open(self.path)
-            reusable = False
+            finished = False  # every statement sent has run (not so after a cancellation)
             try:
                 yield connection
-                reusable = not connection.raw.in_transaction
+                finished = True
+            except Exception:
+                finished = True
+                raise
             finally:
-                if reusable:
+                if finished and not connection.raw.in_transaction:
                     self._idle.append(connection)
-                else:  # left mid-transaction (cancelled during its ROLLBACK): not handed out again
+                else:  # a statement may still run, or a transaction is left open: not handed out again
                     await connection.close()
 
     @contextlib.asynccontextmanager
@@ -170,7 +173,8 @@ class SqliteDatabase:
             try:
                 yield connection
             except BaseException:
-                await connection.execute("ROLLBACK")
+                if connection.raw.in_transaction:  # (some errors, a full disk among them, end it already)
+                    await connection.execute("ROLLBACK")
                 raise
             await connection.execute("COMMIT")
 
