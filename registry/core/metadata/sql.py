@@ -86,15 +86,12 @@ def expand_lists(sql: str, params: Params) -> tuple[str, Params]:
 def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     """`sql` with `:name` written as `$n` (asyncpg's style), and the names in number order; a
     name used twice keeps its number."""
-    names: list[str] = []
+    numbers: dict[str, int] = {}
 
     def number(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
 
-    return _PARAMETER.sub(number, sql), tuple(names)
+    return _PARAMETER.sub(number, sql), tuple(numbers)
 
 
 def values_clause(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
