@@ -28,7 +28,7 @@ from registry.api.app import create_app  # noqa: E402
 from registry.config import MetadataSettings, Settings  # noqa: E402
 from registry.core.hub.repository_settings import new_row  # noqa: E402
 from registry.core.metadata import Database  # noqa: E402
-from registry.core.metadata.sql import column_list  # noqa: E402
+from registry.core.metadata.sql import insert_into  # noqa: E402
 from registry.core.repositories import Repositories  # noqa: E402
 from storage_backends import StorageBackend  # noqa: E402
 from storage_backends.filesystem import FilesystemBackend  # noqa: E402
@@ -131,8 +131,7 @@ async def search_case(label: str, database_url: str, storage: StorageBackend, co
                 {"description": f"{WORDS[i % 7]} service number {i}", "star_count": i % 5, "pull_count": i})
         for i in range(count)
     ]  # fmt: skip
-    columns = list(rows[0])
-    insert = f"INSERT INTO repositories ({column_list(columns)}) VALUES ({', '.join(f':{column}' for column in columns)})"
+    insert = insert_into("repositories", list(rows[0]))
     async with database.write() as connection:
         for first in range(0, len(rows), 5000):
             await connection.execute_many(insert, rows[first : first + 5000])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from ..metadata import Connection
-from ..metadata.sql import column_list
+from ..metadata.sql import insert_into
 from .errors import Conflict
 from .models import validate_account_name
 
@@ -26,8 +26,7 @@ def is_account_name(name: str) -> bool:
 async def create_account(connection: Connection, name: str, **values: object) -> None:
     """Insert an account; the primary key is what keeps a name to one user or organization."""
     row = {"name": name, **values}
-    placeholders = ", ".join(f":{column}" for column in row)
-    inserted = await connection.execute(f"INSERT INTO accounts ({column_list(list(row))}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", row)
+    inserted = await connection.execute(f"{insert_into('accounts', list(row))} ON CONFLICT DO NOTHING", row)
     if inserted == 0:
         raise Conflict(f"the name {name!r} is taken")
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..metadata import Connection, Database, Row
-from ..metadata.sql import column_list, values_clause
+from ..metadata.sql import column_list, insert_into, values_clause
 from .errors import NotFound
 from .models import RepositorySettings, Visibility
 
@@ -125,8 +125,7 @@ class RepositorySettingsStore:
             row = new_row(name, self.default_visibility, values)
             assignments = ", ".join(f"{column} = excluded.{column}" for column in values) or "name = excluded.name"
             await connection.execute(
-                f"INSERT INTO repositories ({column_list(NEW_COLUMNS)}) VALUES ({', '.join(f':{column}' for column in NEW_COLUMNS)}) "
-                f"ON CONFLICT (name) DO UPDATE SET {assignments}",
+                f"{insert_into('repositories', NEW_COLUMNS)} ON CONFLICT (name) DO UPDATE SET {assignments}",
                 row,
             )
             settings = await _load(connection, name)

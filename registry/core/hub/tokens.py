@@ -13,7 +13,7 @@ import secrets
 import time
 
 from ..metadata import Database
-from ..metadata.sql import column_list
+from ..metadata.sql import insert_into
 from .errors import NotFound
 from .models import AccessToken, TokenScope, User
 from .records import account_kind, sha256
@@ -38,7 +38,7 @@ class Tokens:
             if await account_kind(connection, user) != "user":
                 raise NotFound(f"no user {user!r}")
             row = record.model_dump()
-            await connection.execute(f"INSERT INTO access_tokens ({column_list(list(row))}) VALUES ({', '.join(f':{column}' for column in row)})", row)
+            await connection.execute(insert_into("access_tokens", list(row)), row)
         return record, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
     async def of(self, user: str) -> list[AccessToken]:

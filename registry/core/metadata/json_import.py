@@ -29,7 +29,7 @@ from ..hub.models import AccessToken, Organization, User, Webhook
 from ..hub.records import account_kind
 from ..hub.repository_settings import new_row
 from .database import Database
-from .sql import column_list
+from .sql import insert_into
 
 log = logging.getLogger("dockyard.metadata")
 IMPORT_COMMAND = "dockyard-registry metadata import"
@@ -167,8 +167,7 @@ async def import_json_metadata(storage: StorageBackend, database: Database) -> I
     async with database.write() as connection:
 
         async def insert(kind: str, table: str, values: dict[str, Any]) -> bool:
-            placeholders = ", ".join(f":{column}" for column in values)
-            inserted = await connection.execute(f"INSERT INTO {table} ({column_list(list(values))}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", values) > 0
+            inserted = await connection.execute(f"{insert_into(table, list(values))} ON CONFLICT DO NOTHING", values) > 0
             report.count(kind, inserted)
             return inserted
 

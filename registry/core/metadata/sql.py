@@ -123,6 +123,11 @@ def column_list(columns: Sequence[str]) -> str:
     return ", ".join(f'"{column}"' for column in columns)
 
 
+def insert_into(table: str, columns: Sequence[str]) -> str:
+    """`INSERT INTO table ("a", "b") VALUES (:a, :b)`: one row, its parameters named as its columns."""
+    return f"INSERT INTO {table} ({column_list(columns)}) VALUES ({', '.join(f':{column}' for column in columns)})"
+
+
 def changed_rows(status: str) -> int:
     """The row count in a PostgreSQL command tag: `INSERT 0 3`, `UPDATE 1`, `DELETE 0`."""
     last = status.rpartition(" ")[2]
